@@ -1,0 +1,147 @@
+"""The public API: numpy tiles in, a dense SAR -> optical registration out.
+
+Example:
+    >>> from model import Registrar
+    >>> reg = Registrar.load()                        # bundled checkpoint, device="auto"
+    >>> r = reg.register(optical, sar)               # optical (C, H, W), sar (C, H, W)
+    >>> coregistered = warp_numpy(sar, r.flow)       # coregistered(p) = sar(p + flow(p))
+
+Convention: see `model.geometry`; flow `(2, H, W)` = (dx, dy) reference px, backward map.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import file_sha256, load_network
+from .config import LITE, SomaConfig
+from .errors import InvalidInputError
+from .geometry import warp
+from .glam import output_valid
+from .network import SomaNet, build_network
+from .normalize import PreparedTile, prepare_optical, prepare_sar
+
+log = logging.getLogger(__name__)
+
+BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite.pt"
+UNTRAINED = "untrained"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Dense registration of one SAR tile onto its optical reference tile."""
+
+    flow: np.ndarray
+    """`(2, H, W)` float32 (dx, dy) in reference pixels: ``coregistered(p) = sar(p + flow(p))``."""
+    certainty: np.ndarray
+    """`(H, W)` float32 in [0, 1]: probability that the flow is within 1 px of the truth."""
+    affine: np.ndarray
+    """`(2, 3)` float64 global affine, reference px -> SAR px (identity = aligned)."""
+    valid: np.ndarray
+    """`(H, W)` bool: both images have data there (and p + flow(p) falls inside the SAR)."""
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """`"auto"` -> cuda when available, else cpu; anything else as torch reads it."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Registrar:
+    """Holds one SOMA network on one device and registers numpy tiles with it."""
+
+    def __init__(self, net: SomaNet, device: torch.device, checkpoint_sha256: str) -> None:
+        self.net = net.to(device).eval()
+        self.device = device
+        self.checkpoint_sha256 = checkpoint_sha256
+        """SHA-256 of the checkpoint file, or "untrained"."""
+
+    @property
+    def config(self) -> SomaConfig:
+        return self.net.config
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "auto") -> "Registrar":
+        """The network in `path` (default: the bundled checkpoint), on `device` ("auto": cuda if present).
+
+        Without a bundled checkpoint, an untrained `lite` network is used and a warning says so.
+        """
+        device = resolve_device(device)
+        if path is None and not BUNDLED_CHECKPOINT.is_file():
+            warnings.warn("no bundled SOMA checkpoint: Registrar.load() uses an UNTRAINED lite network",
+                          RuntimeWarning, stacklevel=2)
+            return cls(build_network(LITE), device, UNTRAINED)
+        path = Path(path) if path is not None else BUNDLED_CHECKPOINT
+        net, _ = load_network(path)
+        return cls(net, device, file_sha256(path))
+
+    def register(self, optical: np.ndarray, sar: np.ndarray, *, optical_nodata: float | None = None,
+                 sar_nodata: float | None = None) -> Registration:
+        """Register one SAR tile onto its optical tile of the same H, W (>= 64)."""
+        return self.register_batch([optical], [sar], optical_nodata=optical_nodata, sar_nodata=sar_nodata)[0]
+
+    def register_batch(self, opticals: list[np.ndarray], sars: list[np.ndarray], *,
+                       optical_nodata: float | None = None, sar_nodata: float | None = None) -> list[Registration]:
+        """Register same-size tile pairs in one forward pass."""
+        if len(opticals) != len(sars) or not opticals:
+            raise InvalidInputError(f"register_batch: {len(opticals)} optical and {len(sars)} SAR tiles; "
+                                    "expected the same, non-zero number")
+        opt = [prepare_optical(o, optical_nodata) for o in opticals]
+        sar = [prepare_sar(s, sar_nodata) for s in sars]
+        size = opt[0].valid.shape
+        for i, (o, s) in enumerate(zip(opt, sar)):
+            if o.valid.shape != size or s.valid.shape != size:
+                raise InvalidInputError(
+                    f"tile {i}: optical {o.valid.shape} and SAR {s.valid.shape} must both be {size} "
+                    "(same H, W for every tile of a batch)")
+        return self._forward(opt, sar)
+
+    @torch.inference_mode()
+    def _forward(self, opt: list[PreparedTile], sar: list[PreparedTile]) -> list[Registration]:
+        height, width = opt[0].valid.shape
+        m = self.config.size_multiple
+        pad = (0, -width % m, 0, -height % m)
+
+        def batch(tiles: list[PreparedTile]) -> tuple[torch.Tensor, torch.Tensor]:
+            image = torch.from_numpy(np.stack([t.image for t in tiles])).to(self.device)
+            valid = torch.from_numpy(np.stack([t.valid for t in tiles])).to(self.device)
+            return F.pad(image, pad), F.pad(valid, pad)
+
+        (o_img, o_val), (s_img, s_val) = batch(opt), batch(sar)
+        out = self.net(o_img, s_img, o_val, s_val, robust=True)
+        valid = output_valid(out.flow, o_val, s_val)
+        crop = (slice(None), slice(None), slice(0, height), slice(0, width))
+        flow = out.flow[crop].float().cpu().numpy()
+        certainty = torch.sigmoid(out.certainty_logit).unsqueeze(1)[crop][:, 0].float().cpu().numpy()
+        valid = valid.unsqueeze(1)[crop][:, 0].cpu().numpy()
+        affine = out.affine.double().cpu().numpy()
+        return [
+            Registration(flow=flow[i], certainty=np.where(valid[i], certainty[i], 0.0).astype(np.float32),
+                         affine=affine[i], valid=valid[i])
+            for i in range(len(opt))
+        ]
+
+
+def warp_numpy(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """Backward-warp `image` `(C, H, W)` or `(H, W)` with `flow` `(2, H, W)`: ``out(p) = image(p + flow(p))``.
+
+    Bilinear; NaN where the sample falls outside the image or touches a NaN.
+    """
+    squeeze = image.ndim == 2
+    img = torch.from_numpy(np.asarray(image, dtype=np.float32)[None] if squeeze else np.asarray(image, np.float32))
+    missing = torch.isnan(img).any(dim=0, keepdim=True).float()
+    stack = torch.cat([torch.nan_to_num(img), missing, torch.ones_like(missing)]).unsqueeze(0)
+    out = warp(stack, torch.from_numpy(np.asarray(flow, np.float32)).unsqueeze(0))[0]
+    data, touched_nan, coverage = out[:-2], out[-2], out[-1]
+    bad = (touched_nan > 0) | (coverage < 1 - 1e-4)
+    data[:, bad] = float("nan")
+    result = data.numpy()
+    return result[0] if squeeze else result

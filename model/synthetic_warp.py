@@ -1,0 +1,107 @@
+"""Known misregistrations of a real, aligned SAR tile: the exact ground-truth flow for training and tests.
+
+Convention: the moved SAR is made by a backward map ``moved(q) = sar(G(q))`` with
+``G(q) = B q + m(q)`` (B affine, m a smooth field, both in pixels). With the source pair's own residual
+r (``sar(p + r)`` shows ``optical(p)``), the flow that registers the moved SAR satisfies
+``G(p + flow(p)) = p + r``, i.e. ``coregistered(p) = moved(p + flow(p)) = sar(p + r)``; its affine part
+is B^-1 followed by the shift r.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .geometry import cell_centres, inside, sample
+
+INVERSION_ITERATIONS = 30
+
+
+@dataclass(frozen=True)
+class Misregistration:
+    """How a moved SAR tile was made from the aligned one."""
+
+    affine: np.ndarray
+    """`(2, 3)` B: moved-SAR px -> aligned-SAR px."""
+    field: np.ndarray | None = None
+    """`(2, H, W)` smooth extra displacement m(q) in px, or None."""
+    pair_offset: tuple[float, float] = (0.0, 0.0)
+    """The source pair's own residual r = (dx, dy): SAR(p + r) shows the ground point of optical(p)."""
+
+    @property
+    def true_affine(self) -> np.ndarray:
+        """`(2, 3)` reference px -> moved-SAR px: ``q = B^-1 (p + r)``."""
+        inv = np.linalg.inv(np.vstack([self.affine, [0.0, 0.0, 1.0]]))[:2]
+        return np.hstack([inv[:, :2], (inv[:, :2] @ np.asarray(self.pair_offset) + inv[:, 2])[:, None]])
+
+
+@dataclass(frozen=True)
+class MisregistrationRange:
+    """Ranges a random misregistration is drawn from (uniform)."""
+
+    max_rotation_deg: float = 20.0
+    max_translation_px: float = 50.0
+    scale_range: tuple[float, float] = (0.9, 1.1)
+    max_shear: float = 0.05
+    field_amplitude_px: float = 2.0
+    field_grid: int = 4
+    """The smooth field is bicubic from a `field_grid` x `field_grid` random grid."""
+
+
+def random_misregistration(rng: np.random.Generator, size: tuple[int, int],
+                           ranges: MisregistrationRange = MisregistrationRange()) -> Misregistration:
+    """A random affine about the tile centre plus a smooth field, drawn from `ranges`."""
+    height, width = size
+    theta = math.radians(rng.uniform(-ranges.max_rotation_deg, ranges.max_rotation_deg))
+    scale = rng.uniform(*ranges.scale_range)
+    shear = rng.uniform(-ranges.max_shear, ranges.max_shear)
+    linear = scale * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    linear = linear @ np.array([[1.0, shear], [0.0, 1.0]])
+    centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+    shift = rng.uniform(-ranges.max_translation_px, ranges.max_translation_px, size=2)
+    affine = np.hstack([linear, (centre - linear @ centre + shift)[:, None]])
+    field = None
+    if ranges.field_amplitude_px > 0:
+        coarse = rng.uniform(-1, 1, size=(1, 2, ranges.field_grid, ranges.field_grid))
+        up = F.interpolate(torch.from_numpy(coarse), size=size, mode="bicubic", align_corners=True)[0].numpy()
+        field = (ranges.field_amplitude_px * up / max(np.abs(up).max(), 1e-6)).astype(np.float32)
+    return Misregistration(affine=affine, field=field)
+
+
+def _backward_map(mis: Misregistration, size: tuple[int, int]) -> torch.Tensor:
+    """`(1, 2, H, W)` G(q) at every pixel q."""
+    q = cell_centres(*size, 1).double()
+    b = torch.from_numpy(mis.affine)
+    g = torch.einsum("ij,jhw->ihw", b[:, :2], q) + b[:, 2, None, None]
+    if mis.field is not None:
+        g = g + torch.from_numpy(mis.field).double()
+    return g.unsqueeze(0).float()
+
+
+def move_sar(sar: np.ndarray, mis: Misregistration) -> np.ndarray:
+    """The misregistered SAR `(C, H, W)` float32: ``moved(q) = sar(G(q))``; 0 where G(q) leaves the tile."""
+    size = sar.shape[-2:]
+    g = _backward_map(mis, size)
+    return sample(torch.from_numpy(np.asarray(sar, np.float32)).unsqueeze(0), g, size)[0].numpy()
+
+
+def true_flow(mis: Misregistration, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The exact flow `(2, H, W)` that registers the moved SAR, and where it is defined `(H, W)` bool.
+
+    Defined where p + flow(p) falls inside the moved tile. Solved by fixed-point iteration of
+    ``q = B^-1 (p + r - m(q))``.
+    """
+    p = cell_centres(*size, 1).double().unsqueeze(0)  # (1, 2, H, W)
+    inv = torch.from_numpy(mis.true_affine)  # includes r
+    q = torch.einsum("ij,bjhw->bihw", inv[:, :2], p) + inv[:, 2, None, None]
+    if mis.field is not None:
+        field = torch.from_numpy(mis.field).unsqueeze(0).double()
+        for _ in range(INVERSION_ITERATIONS):
+            m = sample(field.float(), q.float(), size).double()
+            q = torch.einsum("ij,bjhw->bihw", inv[:, :2], p - m) + inv[:, 2, None, None]
+    flow = (q - p)[0].float()
+    return flow.numpy(), inside(q.float(), size)[0].numpy()

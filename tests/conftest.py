@@ -1,0 +1,39 @@
+"""Shared fixtures: the bundled real sample pairs (data/sample), read with rasterio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
+def read(path: Path) -> np.ndarray:
+    with rasterio.open(path) as src:
+        return src.read()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _torch_threads() -> None:
+    torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def volkov_pair() -> tuple[np.ndarray, np.ndarray]:
+    """Volkov pair 187 (T11SMT): optical uint8 (3, 1024, 1024), SAR VH uint8 (1, 1024, 1024)."""
+    return read(SAMPLE / "volkov_187_opt.tif"), read(SAMPLE / "volkov_187_sar.tif")
+
+
+VOLKOV_187_Q1 = (slice(0, 512), slice(512, 1024))
+"""Quadrant of pair 187 where both independent residual estimates agree (offsets.csv: 2.0, 2.0 px)."""
+VOLKOV_187_Q1_OFFSET = (2.0, 2.0)
+
+
+@pytest.fixture(scope="session")
+def bigearthnet_pair() -> tuple[np.ndarray, np.ndarray]:
+    """BigEarthNet 33UUP_87_48: optical uint16 reflectance (4, 120, 120), SAR float32 dB (2, 120, 120)."""
+    return read(SAMPLE / "bigearthnet_33UUP_87_48_opt.tif"), read(SAMPLE / "bigearthnet_33UUP_87_48_sar.tif")
