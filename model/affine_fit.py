@@ -14,6 +14,10 @@ import torch
 MIN_TOTAL_WEIGHT = 1e-6
 MINIMAL_SAMPLE = 3
 DEGENERATE_DETERMINANT = 1e-3
+MAD_TO_SIGMA = 1.4826
+"""Median absolute residual -> Gaussian sigma."""
+INLIER_SCALES = 2.0
+"""Final inliers lie within this many noise scales of the fit."""
 
 
 def _normaliser(points: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +83,15 @@ def _minimal_affines(src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor
     return solution.transpose(-1, -2), ok
 
 
+def _weighted_median(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """`(B,)` weighted median of `values` `(B, N)`."""
+    order = values.argsort(dim=1)
+    v, w = values.gather(1, order), weights.gather(1, order)
+    cum = w.cumsum(dim=1)
+    index = (cum < 0.5 * cum[:, -1:]).sum(dim=1, keepdim=True).clamp_max(values.shape[1] - 1)
+    return v.gather(1, index)[:, 0]
+
+
 @torch.no_grad()
 def fit_affine_robust(
     src: torch.Tensor,
@@ -91,9 +104,10 @@ def fit_affine_robust(
     seed: int = 0,
     prior: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Robust affine `(B, 2, 3)`: weighted RANSAC, then least squares on inliers with Cauchy re-weighting.
+    """Robust affine `(B, 2, 3)`: weighted RANSAC, then Cauchy re-weighted least squares whose scale
+    adapts to the matches' noise (at least `threshold / 2`), then a hard-inlier refit.
 
-    `threshold` is the inlier distance in pixels. Deterministic for a given `seed`.
+    `threshold` is RANSAC's inlier distance in pixels. Deterministic for a given `seed`.
     """
     batch, count, _ = src.shape
     src64, dst64, w64 = src.double(), dst.double(), weights.double().clamp_min(0)
@@ -115,12 +129,16 @@ def fit_affine_robust(
 
     inliers = (_residuals(best, src64, dst64) < threshold).double()
     affine = fit_affine_wls(src64, dst64, w64 * inliers, ridge, prior)
+    # The noise scale adapts to the matches: precise matches keep the threshold's scale, noisy but
+    # unbiased ones widen it so that IRLS averages them rather than keeping a lucky few.
+    scale = torch.maximum(torch.full((batch,), 0.5 * threshold, dtype=torch.float64, device=src.device),
+                          MAD_TO_SIGMA * _weighted_median(_residuals(affine, src64, dst64), w64))
     for _ in range(irls_iterations):
         r = _residuals(affine, src64, dst64)
-        cauchy = 1.0 / (1.0 + (r / (0.5 * threshold)) ** 2)
-        affine = fit_affine_wls(src64, dst64, w64 * cauchy * (r < threshold), ridge, prior)
+        cauchy = 1.0 / (1.0 + (r / scale[:, None]) ** 2)
+        affine = fit_affine_wls(src64, dst64, w64 * cauchy, ridge, prior)
     # Final hard-inlier refit: bias-free for clean inliers.
-    inliers = (_residuals(affine, src64, dst64) < threshold).double()
+    inliers = (_residuals(affine, src64, dst64) < INLIER_SCALES * scale[:, None]).double()
     has_support = (w64 * inliers).sum(dim=1) > MIN_TOTAL_WEIGHT
     refined = fit_affine_wls(src64, dst64, w64 * inliers, ridge, prior)
     affine = torch.where(has_support[:, None, None], refined, affine)

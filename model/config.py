@@ -90,7 +90,7 @@ class GLAMConfig:
     max_scale_change: float = 1.5
     """An affine fit whose linear part scales by more than this (or reflects) is rejected."""
     ransac_hypotheses: int = 256
-    ransac_threshold_cells: float = 1.0
+    ransac_threshold_cells: float = 2.0
     """Inlier threshold of the inference-time robust fit, in cells of the stage's stride."""
     irls_iterations: int = 3
     seed: int = 0

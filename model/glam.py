@@ -40,6 +40,9 @@ class GLAMOutput:
     """Flow after each dense stage `(B, 2, H/s, W/s)`, keyed by stride."""
     certainty_logits: dict[int, torch.Tensor] = field(default_factory=dict)
     """Certainty logit after each dense stage `(B, H/s, W/s)`, keyed by stride."""
+    local_matches: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    """Per refinement stride: local-correlation logits `(B, (2r+1)^2, h, w)` and the flow `(B, 2, h, w)`
+    they were computed around."""
 
 
 def refinement_head(cin: int, hidden: int, cout: int) -> nn.Sequential:
@@ -116,20 +119,23 @@ class AffineRefiner(nn.Module):
         self.log_temperature = nn.Parameter(torch.tensor(math.log(config.local_temperature)))
 
     def forward(self, ref: torch.Tensor, sar: torch.Tensor, affine: torch.Tensor, ref_valid: torch.Tensor,
-                sar_valid: torch.Tensor, full_size: tuple[int, int], robust: bool) -> torch.Tensor:
-        """Features `(B, C, h, w)`, valid `(B, h, w)`, affine `(B, 2, 3)` -> refined affine `(B, 2, 3)`."""
+                sar_valid: torch.Tensor, full_size: tuple[int, int],
+                robust: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features `(B, C, h, w)`, valid `(B, h, w)`, affine `(B, 2, 3)` -> refined affine `(B, 2, 3)`,
+        local-correlation logits and the flow they were computed around."""
         s, batch = self.stride, ref.shape[0]
         flow = affine_to_flow(affine, full_size, s)
         warped = warp(sar, flow, full_size)
         warped_valid = warp(sar_valid.unsqueeze(1).float(), flow, full_size)[:, 0] > 0.5
         corr = local_correlation(ref, warped, self.radius) * warped_valid.unsqueeze(1)
         out = self.head(torch.cat([corr, self.project(ref)], dim=1))
-        shift = soft_argmax(corr, self.radius, self.log_temperature.exp()) + out[:, :2]  # cells
+        logits = corr / self.log_temperature.exp()
+        shift = soft_argmax(logits, self.radius) + out[:, :2]  # cells
         centres = _points(cell_centres(*full_size, s, ref.device), batch)
         moved = centres + s * shift.flatten(2).transpose(1, 2)  # p + s * d, still in the warped frame
         dst = apply_affine(affine, moved)
         weights = torch.sigmoid(out[:, 2]) * ref_valid * warped_valid
-        return fit_affine(centres, dst, weights.flatten(1), affine, s, self.config, robust)
+        return fit_affine(centres, dst, weights.flatten(1), affine, s, self.config, robust), logits, flow
 
 
 class FlowRefiner(nn.Module):
@@ -146,15 +152,17 @@ class FlowRefiner(nn.Module):
         self.log_temperature = nn.Parameter(torch.tensor(math.log(config.local_temperature)))
 
     def forward(self, ref: torch.Tensor, sar: torch.Tensor, flow: torch.Tensor, sar_valid: torch.Tensor,
-                full_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features `(B, C, h, w)`, flow `(B, 2, h, w)` -> refined flow `(B, 2, h, w)`, logit `(B, h, w)`."""
+                full_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Features `(B, C, h, w)`, flow `(B, 2, h, w)` -> refined flow `(B, 2, h, w)`, certainty logit
+        `(B, h, w)`, local-correlation logits."""
         warped = warp(sar, flow, full_size)
         warped_valid = warp(sar_valid.unsqueeze(1).float(), flow, full_size)
         corr = local_correlation(ref, warped, self.radius) * (warped_valid > 0.5)
         inputs = torch.cat([corr, self.project_ref(ref), self.project_sar(warped), warped_valid], dim=1)
         out = self.head(inputs)
-        shift = soft_argmax(corr, self.radius, self.log_temperature.exp()) + out[:, :2]  # cells
-        return flow + self.stride * shift, out[:, 2]
+        logits = corr / self.log_temperature.exp()
+        shift = soft_argmax(logits, self.radius) + out[:, :2]  # cells
+        return flow + self.stride * shift, out[:, 2], logits
 
 
 class GLAM(nn.Module):
@@ -177,11 +185,11 @@ class GLAM(nn.Module):
         cs = self.config.coarse_stride
         affine, log_probs = self.global_matcher(
             ref[cs], sar[cs], pool_valid(ref_valid, cs), pool_valid(sar_valid, cs), full_size, robust)
-        affines = {cs: affine}
+        affines, local = {cs: affine}, {}
         for s in self.config.affine_strides:
-            affine = self.affine_refiners[str(s)](
+            affine, corr_logits, around = self.affine_refiners[str(s)](
                 ref[s], sar[s], affine, pool_valid(ref_valid, s), pool_valid(sar_valid, s), full_size, robust)
-            affines[s] = affine
+            affines[s], local[s] = affine, (corr_logits, around)
 
         flows, logits = {}, {}
         flow, prev = None, None
@@ -189,10 +197,11 @@ class GLAM(nn.Module):
             base = affine_to_flow(affine, full_size, s)
             init = base if flow is None else base + upsample_flow(flow - affine_to_flow(affine, full_size, prev),
                                                                  prev // s)
-            flow, logit = self.flow_refiners[str(s)](ref[s], sar[s], init, pool_valid(sar_valid, s), full_size)
-            flows[s], logits[s], prev = flow, logit, s
+            flow, logit, corr_logits = self.flow_refiners[str(s)](
+                ref[s], sar[s], init, pool_valid(sar_valid, s), full_size)
+            flows[s], logits[s], local[s], prev = flow, logit, (corr_logits, init), s
         return GLAMOutput(affine=affine, flow=flow, certainty_logit=logit, coarse_log_probs=log_probs,
-                          affines=affines, flows=flows, certainty_logits=logits)
+                          affines=affines, flows=flows, certainty_logits=logits, local_matches=local)
 
 
 def output_valid(flow: torch.Tensor, ref_valid: torch.Tensor, sar_valid: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Training losses: Charbonnier flow at every stage, affine corner error, coarse matching, certainty."""
+"""Training losses: Charbonnier flow at every stage, affine corner error, coarse and local matching, certainty."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class LossWeights:
     flow: float = 1.0
     affine: float = 0.05
     coarse: float = 1.0
+    local: float = 1.0
     certainty: float = 0.5
     charbonnier_eps: float = 0.1
 
@@ -63,6 +64,32 @@ def coarse_match_loss(log_probs: torch.Tensor, gt_flow: torch.Tensor, valid: tor
     return _masked_mean(loss, usable)
 
 
+def local_match_loss(logits: torch.Tensor, around: torch.Tensor, gt_flow: torch.Tensor, valid: torch.Tensor,
+                     stride: int) -> torch.Tensor:
+    """NLL of the true displacement within a refinement stage's local window, bilinear over 4 offsets.
+
+    `logits` `(B, (2r+1)^2, h, w)` computed around flow `around` `(B, 2, h, w)`; cells whose true
+    displacement leaves the window are left out.
+    """
+    size = int(round(logits.shape[1] ** 0.5))
+    radius = size // 2
+    gt_s, valid_s = downsample_flow(gt_flow, valid, stride)
+    d = (gt_s - around.detach()) / stride  # true displacement in cells, (B, 2, h, w)
+    log_probs = torch.log_softmax(logits, dim=1)
+    x0, y0 = d[:, 0].floor(), d[:, 1].floor()
+    loss = torch.zeros_like(x0)
+    mass = torch.zeros_like(x0)
+    for ox in (0, 1):
+        for oy in (0, 1):
+            cx, cy = x0 + ox, y0 + oy
+            wgt = (1 - (d[:, 0] - cx).abs()) * (1 - (d[:, 1] - cy).abs())
+            inside = (cx.abs() <= radius) & (cy.abs() <= radius)
+            index = ((cy.clamp(-radius, radius) + radius) * size + cx.clamp(-radius, radius) + radius).long()
+            loss = loss - wgt * inside * torch.gather(log_probs, 1, index.unsqueeze(1))[:, 0]
+            mass = mass + wgt * inside
+    return _masked_mean(loss, valid_s & (mass > 0.99))
+
+
 def soma_loss(out: GLAMOutput, gt_flow: torch.Tensor, gt_affine: torch.Tensor, valid: torch.Tensor,
               sar_valid: torch.Tensor, weights: LossWeights = LossWeights()) -> dict[str, torch.Tensor]:
     """All terms and their weighted `total`.
@@ -90,9 +117,12 @@ def soma_loss(out: GLAMOutput, gt_flow: torch.Tensor, gt_affine: torch.Tensor, v
         "affine": torch.stack(affine_terms).mean(),
         "coarse": coarse_match_loss(out.coarse_log_probs, gt_flow, valid, sar_valid, next(iter(out.affines))),
         "certainty": torch.stack(cert_terms).mean(),
+        "local": torch.stack([local_match_loss(logits, around, gt_flow, valid, s)
+                              for s, (logits, around) in out.local_matches.items()]).mean(),
     }
     terms["total"] = (weights.flow * terms["flow"] + weights.affine * terms["affine"]
-                      + weights.coarse * terms["coarse"] + weights.certainty * terms["certainty"])
+                      + weights.coarse * terms["coarse"] + weights.certainty * terms["certainty"]
+                      + weights.local * terms["local"])
     return terms
 
 
