@@ -35,6 +35,30 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def _bilinear_nll(log_probs: torch.Tensor, target: torch.Tensor, grid: tuple[int, int],
+                  allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """NLL of a continuous target position spread bilinearly over its 4 neighbouring grid cells.
+
+    `log_probs` `(B, N, K)` over a `grid = (h, w)` of K = h*w cells; `target` `(B, 2, N)` (x, y) in
+    grid cells; `allowed` `(B, K)` cells that may be targets. Returns the loss and the target mass
+    that fell on allowed cells, both `(B, N)`.
+    """
+    h, w = grid
+    x0, y0 = target[:, 0].floor(), target[:, 1].floor()
+    loss, mass = torch.zeros_like(x0), torch.zeros_like(x0)
+    for ox in (0, 1):
+        for oy in (0, 1):
+            cx, cy = x0 + ox, y0 + oy
+            weight = (1 - (target[:, 0] - cx).abs()) * (1 - (target[:, 1] - cy).abs())
+            index = (cy.clamp(0, h - 1) * w + cx.clamp(0, w - 1)).long()
+            ok = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h)
+            if allowed is not None:
+                ok = ok & torch.gather(allowed, 1, index)
+            loss = loss - weight * ok * torch.gather(log_probs, 2, index.unsqueeze(-1))[..., 0]
+            mass = mass + weight * ok
+    return loss, mass
+
+
 def coarse_match_loss(log_probs: torch.Tensor, gt_flow: torch.Tensor, valid: torch.Tensor, sar_valid: torch.Tensor,
                       stride: int) -> torch.Tensor:
     """NLL of the true SAR cell of each reference coarse cell, bilinearly spread over its 4 neighbours.
@@ -44,24 +68,10 @@ def coarse_match_loss(log_probs: torch.Tensor, gt_flow: torch.Tensor, valid: tor
     """
     full_size = (gt_flow.shape[-2], gt_flow.shape[-1])
     flow_c, valid_c = downsample_flow(gt_flow, valid, stride)
-    h, w = flow_c.shape[-2:]
     target = cell_centres(*full_size, stride, gt_flow.device).unsqueeze(0) + flow_c  # SAR px
-    g = (target - (stride - 1) / 2.0) / stride  # SAR cell coordinates
-    x0, y0 = g[:, 0].floor(), g[:, 1].floor()
-    sar_ok = pool_valid(sar_valid, stride).flatten(1)
-    loss = torch.zeros_like(x0)
-    mass = torch.zeros_like(x0)
-    for ox in (0, 1):
-        for oy in (0, 1):
-            cx, cy = x0 + ox, y0 + oy
-            wgt = (1 - (g[:, 0] - cx).abs()) * (1 - (g[:, 1] - cy).abs())
-            index = (cy.clamp(0, h - 1) * w + cx.clamp(0, w - 1)).long().flatten(1)  # (B, N)
-            inside = (cx >= 0) & (cx < w) & (cy >= 0) & (cy < h) & torch.gather(sar_ok, 1, index).view_as(x0)
-            lp = torch.gather(log_probs, 2, index.unsqueeze(-1))[..., 0].view_as(x0)
-            loss = loss - wgt * inside * lp
-            mass = mass + wgt * inside
-    usable = valid_c & (mass > 0.99)
-    return _masked_mean(loss, usable)
+    cells = ((target - (stride - 1) / 2.0) / stride).flatten(2)
+    loss, mass = _bilinear_nll(log_probs, cells, flow_c.shape[-2:], pool_valid(sar_valid, stride).flatten(1))
+    return _masked_mean(loss, valid_c.flatten(1) & (mass > 0.99))
 
 
 def local_match_loss(logits: torch.Tensor, around: torch.Tensor, gt_flow: torch.Tensor, valid: torch.Tensor,
@@ -72,22 +82,11 @@ def local_match_loss(logits: torch.Tensor, around: torch.Tensor, gt_flow: torch.
     displacement leaves the window are left out.
     """
     size = int(round(logits.shape[1] ** 0.5))
-    radius = size // 2
     gt_s, valid_s = downsample_flow(gt_flow, valid, stride)
-    d = (gt_s - around.detach()) / stride  # true displacement in cells, (B, 2, h, w)
-    log_probs = torch.log_softmax(logits, dim=1)
-    x0, y0 = d[:, 0].floor(), d[:, 1].floor()
-    loss = torch.zeros_like(x0)
-    mass = torch.zeros_like(x0)
-    for ox in (0, 1):
-        for oy in (0, 1):
-            cx, cy = x0 + ox, y0 + oy
-            wgt = (1 - (d[:, 0] - cx).abs()) * (1 - (d[:, 1] - cy).abs())
-            inside = (cx.abs() <= radius) & (cy.abs() <= radius)
-            index = ((cy.clamp(-radius, radius) + radius) * size + cx.clamp(-radius, radius) + radius).long()
-            loss = loss - wgt * inside * torch.gather(log_probs, 1, index.unsqueeze(1))[:, 0]
-            mass = mass + wgt * inside
-    return _masked_mean(loss, valid_s & (mass > 0.99))
+    offset = (gt_s - around.detach()) / stride + size // 2  # window coordinates of the truth
+    log_probs = torch.log_softmax(logits, dim=1).flatten(2).transpose(1, 2)  # (B, h*w, K)
+    loss, mass = _bilinear_nll(log_probs, offset.flatten(2), (size, size))
+    return _masked_mean(loss, valid_s.flatten(1) & (mass > 0.99))
 
 
 def soma_loss(out: GLAMOutput, gt_flow: torch.Tensor, gt_affine: torch.Tensor, valid: torch.Tensor,

@@ -11,7 +11,6 @@ Convention: see `model.geometry`; flow `(2, H, W)` = (dx, dy) reference px, back
 
 from __future__ import annotations
 
-import logging
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,8 +26,6 @@ from .geometry import warp
 from .glam import output_valid
 from .network import SomaNet, build_network
 from .normalize import PreparedTile, prepare_optical, prepare_sar
-
-log = logging.getLogger(__name__)
 
 BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite.pt"
 UNTRAINED = "untrained"
