@@ -38,5 +38,56 @@ def demo(
     run_demo(sample, (shift_x, shift_y), checkpoint, typer.echo)
 
 
+@app.command()
+def train(
+    data_root: Path = typer.Option(None, help="folder holding s1s2_volkov/ (default: $SOMA_DATA_ROOT)"),
+    out: Path = typer.Option(Path("runs/lite"), help="run folder: state, checkpoint, log (resumes if present)"),
+    model: str = typer.Option("lite", help="lite or paper"),
+    steps: int = typer.Option(2000, help="total optimisation steps"),
+    batch_size: int = typer.Option(2),
+    train_tiles: str = typer.Option("T11SLT", help="comma-separated Sentinel-2 tiles to train on"),
+    val_tiles: str = typer.Option("T11SMT", help="comma-separated Sentinel-2 tiles to validate on"),
+    val_every: int = typer.Option(100),
+    seed: int = typer.Option(0),
+    resnet_weights: Path = typer.Option(None, help="paper: local ResNet-50 weights (torchvision layout)"),
+    dinov2_weights: Path = typer.Option(None, help="paper: local DINOv2 ViT-L/14-reg4 weights (timm layout)"),
+) -> None:
+    """Train SOMA on the real Volkov pairs; resumable, with progress and periodic validation."""
+    from training.config import DATA_ROOT_ENV, TrainConfig, default_data_root
+    from training.loop import train as run
+
+    root = data_root or default_data_root()
+    if root is None:
+        raise typer.BadParameter(f"give --data-root or set {DATA_ROOT_ENV}", param_hint="--data-root")
+    config = TrainConfig(
+        data_root=str(root), out_dir=str(out), model=model, steps=steps, batch_size=batch_size,
+        train_tiles=tuple(train_tiles.split(",")), val_tiles=tuple(val_tiles.split(",")), val_every=val_every,
+        seed=seed, resnet_weights=str(resnet_weights) if resnet_weights else None,
+        dinov2_weights=str(dinov2_weights) if dinov2_weights else None)
+    path = run(config, typer.echo)
+    typer.echo(f"checkpoint: {path}")
+
+
+@app.command("eval")
+def evaluate(
+    data_root: Path = typer.Option(None, help="folder holding s1s2_volkov/ (default: $SOMA_DATA_ROOT)"),
+    protocol: str = typer.Option("soma", help="soma (rotation +-20 deg, translation +-50 px) or residual"),
+    raw: bool = typer.Option(False, help="raw pairs taken as aligned, instead of cleaned (residual removed)"),
+    methods: str = typer.Option("soma,identity,phase_correlation,mutual_information,sift_ransac,cfog"),
+    checkpoint: Path = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
+    out: Path = typer.Option(Path("runs/eval"), help="cases, per-case results and the table go here"),
+    limit: int = typer.Option(None, help="only the first N cases"),
+) -> None:
+    """Evaluate SOMA and the classical baselines on seeded held-out cases (CMR@1/3/5, median, failures, s)."""
+    from evaluation.run import evaluate as run
+    from training.config import DATA_ROOT_ENV, default_data_root
+
+    root = data_root or default_data_root()
+    if root is None:
+        raise typer.BadParameter(f"give --data-root or set {DATA_ROOT_ENV}", param_hint="--data-root")
+    run(root, protocol, not raw, methods.split(","), out, checkpoint, limit=limit, echo=typer.echo)
+    typer.echo(f"tables: {out}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -179,13 +179,21 @@ class GLAM(nn.Module):
         self.flow_refiners = nn.ModuleDict({str(s): FlowRefiner(s, channels[s], config) for s in config.flow_strides})
 
     def forward(self, ref: dict[int, torch.Tensor], sar: dict[int, torch.Tensor], ref_valid: torch.Tensor,
-                sar_valid: torch.Tensor, robust: bool = False) -> GLAMOutput:
-        """Pyramids and full-resolution valid masks `(B, H, W)` -> `GLAMOutput`."""
+                sar_valid: torch.Tensor, robust: bool = False,
+                refine_from: torch.Tensor | None = None) -> GLAMOutput:
+        """Pyramids and full-resolution valid masks `(B, H, W)` -> `GLAMOutput`.
+
+        `refine_from` `(B, 2, 3)` (training only): start the affine refinement from this affine instead of
+        the global estimate, so the refiners learn to correct a coarse error even while the global matcher
+        is still poor (the global stage still gets its own losses).
+        """
         full_size = (ref_valid.shape[-2], ref_valid.shape[-1])
         cs = self.config.coarse_stride
         affine, log_probs = self.global_matcher(
             ref[cs], sar[cs], pool_valid(ref_valid, cs), pool_valid(sar_valid, cs), full_size, robust)
         affines, local = {cs: affine}, {}
+        if refine_from is not None:
+            affine = refine_from.detach().to(affine.dtype)
         for s in self.config.affine_strides:
             affine, corr_logits, around = self.affine_refiners[str(s)](
                 ref[s], sar[s], affine, pool_valid(ref_valid, s), pool_valid(sar_valid, s), full_size, robust)

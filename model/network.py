@@ -21,16 +21,17 @@ class SomaNet(nn.Module):
         self.glam = GLAM({s: enc.channels_at(s) for s in enc.strides}, config.glam)
 
     def forward(self, optical: torch.Tensor, sar: torch.Tensor, optical_valid: torch.Tensor,
-                sar_valid: torch.Tensor, robust: bool | None = None) -> GLAMOutput:
+                sar_valid: torch.Tensor, robust: bool | None = None,
+                refine_from: torch.Tensor | None = None) -> GLAMOutput:
         """Normalised `optical` `(B, 3, H, W)`, `sar` `(B, 1, H, W)`, valid `(B, H, W)` bool.
 
         H and W must be multiples of `config.size_multiple`. `robust` (default: not training) selects
-        the inference-time robust affine fit.
+        the inference-time robust affine fit; `refine_from` is GLAM's training-time refinement start.
         """
         robust = (not self.training) if robust is None else robust
         ref = self.encoders["optical"](optical)
         mov = self.encoders["sar"](sar)
-        return self.glam(ref, mov, optical_valid, sar_valid, robust=robust)
+        return self.glam(ref, mov, optical_valid, sar_valid, robust=robust, refine_from=refine_from)
 
 
 def build_network(config: SomaConfig, seed: int = 0) -> SomaNet:

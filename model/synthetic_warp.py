@@ -52,23 +52,43 @@ class MisregistrationRange:
     """The smooth field is bicubic from a `field_grid` x `field_grid` random grid."""
 
 
+def centred_affine(size: tuple[int, int], rotation_deg: float, scale: float, shear: float,
+                   shift: tuple[float, float]) -> np.ndarray:
+    """`(2, 3)` rotation, scale and shear about the tile centre, then a shift (px)."""
+    height, width = size
+    t = math.radians(rotation_deg)
+    linear = scale * np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    linear = linear @ np.array([[1.0, shear], [0.0, 1.0]])
+    centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
+    return np.hstack([linear, (centre - linear @ centre + np.asarray(shift, dtype=np.float64))[:, None]])
+
+
+def smooth_field(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`(2, H, W)` float32 field, bicubic from a coarse `(2, g, g)` grid spanning the tile corner to corner."""
+    up = F.interpolate(torch.as_tensor(grid, dtype=torch.float64).unsqueeze(0), size=size, mode="bicubic",
+                       align_corners=True)
+    return up[0].float().numpy()
+
+
+def random_field_grid(rng: np.random.Generator, amplitude: float, grid: int) -> np.ndarray:
+    """`(2, g, g)` random grid whose largest |value| is `amplitude` px."""
+    g = rng.uniform(-1, 1, size=(2, grid, grid))
+    return amplitude * g / max(np.abs(g).max(), 1e-6)
+
+
 def random_misregistration(rng: np.random.Generator, size: tuple[int, int],
                            ranges: MisregistrationRange = MisregistrationRange()) -> Misregistration:
     """A random affine about the tile centre plus a smooth field, drawn from `ranges`."""
-    height, width = size
-    theta = math.radians(rng.uniform(-ranges.max_rotation_deg, ranges.max_rotation_deg))
-    scale = rng.uniform(*ranges.scale_range)
-    shear = rng.uniform(-ranges.max_shear, ranges.max_shear)
-    linear = scale * np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
-    linear = linear @ np.array([[1.0, shear], [0.0, 1.0]])
-    centre = np.array([(width - 1) / 2.0, (height - 1) / 2.0])
-    shift = rng.uniform(-ranges.max_translation_px, ranges.max_translation_px, size=2)
-    affine = np.hstack([linear, (centre - linear @ centre + shift)[:, None]])
+    affine = centred_affine(
+        size,
+        rng.uniform(-ranges.max_rotation_deg, ranges.max_rotation_deg),
+        rng.uniform(*ranges.scale_range),
+        rng.uniform(-ranges.max_shear, ranges.max_shear),
+        tuple(rng.uniform(-ranges.max_translation_px, ranges.max_translation_px, size=2)),
+    )
     field = None
     if ranges.field_amplitude_px > 0:
-        coarse = rng.uniform(-1, 1, size=(1, 2, ranges.field_grid, ranges.field_grid))
-        up = F.interpolate(torch.from_numpy(coarse), size=size, mode="bicubic", align_corners=True)[0].numpy()
-        field = (ranges.field_amplitude_px * up / max(np.abs(up).max(), 1e-6)).astype(np.float32)
+        field = smooth_field(random_field_grid(rng, ranges.field_amplitude_px, ranges.field_grid), size)
     return Misregistration(affine=affine, field=field)
 
 
@@ -82,11 +102,22 @@ def _backward_map(mis: Misregistration, size: tuple[int, int]) -> torch.Tensor:
     return g.unsqueeze(0).float()
 
 
-def move_sar(sar: np.ndarray, mis: Misregistration) -> np.ndarray:
-    """The misregistered SAR `(C, H, W)` float32: ``moved(q) = sar(G(q))``; 0 where G(q) leaves the tile."""
-    size = sar.shape[-2:]
-    g = _backward_map(mis, size)
-    return sample(torch.from_numpy(np.asarray(sar, np.float32)).unsqueeze(0), g, size)[0].numpy()
+def move_sar(sar: np.ndarray, mis: Misregistration, size: tuple[int, int] | None = None,
+             origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """The misregistered SAR tile `(C, h, w)` float32: ``moved(q) = sar(origin + G(q))``.
+
+    `sar` may be larger than the tile (`size`, default its own): content from around the tile then
+    fills what the transform brings in. NaN where ``origin + G(q)`` leaves `sar` or touches a NaN.
+    """
+    size = size or sar.shape[-2:]
+    g = _backward_map(mis, size) + torch.tensor([float(origin[0]), float(origin[1])]).view(1, 2, 1, 1)
+    data = torch.from_numpy(np.asarray(sar, np.float32))
+    missing = torch.isnan(data).any(dim=0, keepdim=True)
+    stack = torch.cat([torch.nan_to_num(data), (~missing).float()]).unsqueeze(0)
+    out = sample(stack, g, sar.shape[-2:])[0]
+    moved, cover = out[:-1], out[-1]
+    moved[:, cover < 1 - 1e-3] = float("nan")
+    return moved.numpy()
 
 
 def true_flow(mis: Misregistration, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,14 @@ import torch
 from .losses import LossWeights, flow_rmse, soma_loss
 from .network import SomaNet
 from .normalize import prepare_optical, prepare_sar
+from .geometry import warp
 from .synthetic_warp import Misregistration, move_sar, true_flow
+
+
+def sample_mask(mask: np.ndarray, flow: np.ndarray) -> np.ndarray:
+    """`(H, W)` bool: `mask` holds at p + flow(p) (bilinear support fully inside the mask)."""
+    m = torch.from_numpy(mask.astype(np.float32))[None, None]
+    return warp(m, torch.from_numpy(flow)[None])[0, 0].numpy() > 1 - 1e-3
 
 
 @dataclass
@@ -34,33 +41,69 @@ class TrainingBatch:
         return TrainingBatch(**{k: v.to(device) for k, v in vars(self).items()})
 
 
-def make_batch(pairs: list[tuple[np.ndarray, np.ndarray]], misregistrations: list[Misregistration]) -> TrainingBatch:
-    """Misregister each aligned `(optical, sar)` pair and normalise it; the truth comes with it."""
+def make_batch(pairs: list[tuple[np.ndarray, np.ndarray]], misregistrations: list[Misregistration],
+               origins: list[tuple[int, int]] | None = None) -> TrainingBatch:
+    """Misregister each aligned `(optical, sar)` pair and normalise it; the truth comes with it.
+
+    With `origins`, each SAR is a larger image and the tile starts at that (x, y) in it (see `move_sar`).
+    """
     items = []
-    for (optical, sar), mis in zip(pairs, misregistrations):
+    for i, ((optical, sar), mis) in enumerate(zip(pairs, misregistrations)):
         size = optical.shape[-2:]
         sar_f = np.asarray(sar, np.float32)
-        sar_f = sar_f[None] if sar_f.ndim == 2 else sar_f
-        moved = move_sar(np.concatenate([sar_f, np.ones_like(sar_f[:1])]), mis)
-        moved_sar, moved_cover = moved[:-1], moved[-1] > 1 - 1e-3
-        moved_sar = np.where(moved_cover, moved_sar, np.nan)
-        opt, mov = prepare_optical(optical), prepare_sar(moved_sar)
+        moved = move_sar(sar_f[None] if sar_f.ndim == 2 else sar_f, mis, size, origins[i] if origins else (0, 0))
+        opt, mov = prepare_optical(optical), prepare_sar(moved)
         flow, defined = true_flow(mis, size)
-        items.append((opt.image, mov.image, opt.valid, mov.valid, flow, mis.true_affine, defined & opt.valid))
+        known = defined & opt.valid & sample_mask(mov.valid, flow)
+        items.append((opt.image, mov.image, opt.valid, mov.valid, flow, mis.true_affine, known))
     cols = list(zip(*items))
     stack = lambda i, dtype=None: torch.from_numpy(np.stack(cols[i]) if dtype is None else np.stack(cols[i]).astype(dtype))  # noqa: E731
     return TrainingBatch(optical=stack(0), sar=stack(1), optical_valid=stack(2), sar_valid=stack(3),
                          flow=stack(4), affine=stack(5, np.float32), valid=stack(6))
 
 
+def perturbed_affine(affine: torch.Tensor, size: tuple[int, int], generator: torch.Generator,
+                     max_shift_px: float, max_rotation_deg: float) -> torch.Tensor:
+    """`affine` `(B, 2, 3)` followed by a random rotation about the tile centre and shift: a coarse-stage-
+    sized error for the refiners to learn to correct."""
+    batch = affine.shape[0]
+    theta = torch.deg2rad((torch.rand(batch, generator=generator) * 2 - 1) * max_rotation_deg)
+    shift = (torch.rand(batch, 2, generator=generator) * 2 - 1) * max_shift_px
+    c, s = torch.cos(theta), torch.sin(theta)
+    rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], 1)  # (B, 2, 2)
+    centre = torch.tensor([(size[1] - 1) / 2.0, (size[0] - 1) / 2.0])
+    noise = torch.cat([rot, (centre - (rot @ centre.unsqueeze(-1))[..., 0] + shift).unsqueeze(-1)], dim=2)
+    full = lambda a: torch.cat([a, torch.tensor([[[0.0, 0.0, 1.0]]]).expand(batch, 1, 3)], dim=1)  # noqa: E731
+    return (full(affine.float()) @ full(noise))[:, :2]
+
+
+@dataclass(frozen=True)
+class RefinementStart:
+    """Training-time start of the affine refinement: the true affine with a coarse-sized error, so the
+    refiners learn while the global matcher is still poor."""
+
+    probability: float = 0.5
+    """Share of steps that start from the perturbed truth instead of the global estimate."""
+    max_shift_px: float = 12.0
+    max_rotation_deg: float = 3.0
+
+
 def train_step(net: SomaNet, optimizer: torch.optim.Optimizer, batch: TrainingBatch,
-               weights: LossWeights = LossWeights()) -> dict[str, float]:
-    """One gradient step on `batch`; returns the loss terms."""
+               weights: LossWeights = LossWeights(), grad_clip: float | None = None,
+               refinement: RefinementStart | None = None, generator: torch.Generator | None = None,
+               ) -> dict[str, float]:
+    """One gradient step on `batch` (gradient norm clipped to `grad_clip` if given); returns the loss terms."""
     net.train()
-    out = net(batch.optical, batch.sar, batch.optical_valid, batch.sar_valid, robust=False)
+    refine_from = None
+    if refinement is not None and generator is not None and torch.rand(1, generator=generator) < refinement.probability:
+        refine_from = perturbed_affine(batch.affine, tuple(batch.flow.shape[-2:]), generator,
+                                       refinement.max_shift_px, refinement.max_rotation_deg)
+    out = net(batch.optical, batch.sar, batch.optical_valid, batch.sar_valid, robust=False, refine_from=refine_from)
     terms = soma_loss(out, batch.flow, batch.affine, batch.valid, batch.sar_valid, weights)
     optimizer.zero_grad(set_to_none=True)
     terms["total"].backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
     optimizer.step()
     return {k: float(v.detach()) for k, v in terms.items()}
 

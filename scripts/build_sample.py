@@ -1,11 +1,16 @@
 """Rebuild the product's bundled sample (data/sample/) from the shared real-data folder.
 
+The sample keeps the shared folder's layout (`s1s2_volkov/` with its offsets.csv and metadata.json rows,
+`bigearthnet/`), so it is itself a valid `--data-root` for `soma train` and `soma eval`.
+
 Usage: python scripts/build_sample.py --data-root ../shared/data
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -16,16 +21,26 @@ BIGEARTHNET_PAIRS = ("33UUP_87_48", "29SND_56_35")
 
 
 def build(data_root: Path, out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    src, dst = data_root / "s1s2_volkov", out / "s1s2_volkov"
+    dst.mkdir(parents=True, exist_ok=True)
     written = []
     for pid in VOLKOV_PAIRS:
         for kind in ("opt", "sar"):
-            written.append(Path(shutil.copy2(data_root / "s1s2_volkov" / f"{pid}_{kind}.tif",
-                                             out / f"volkov_{pid}_{kind}.tif")))
+            written.append(Path(shutil.copy2(src / f"{pid}_{kind}.tif", dst / f"{pid}_{kind}.tif")))
+    with open(src / "offsets.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(dst / "offsets.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["id"] in VOLKOV_PAIRS)
+    meta = [m for m in json.loads((src / "metadata.json").read_text()) if m["id"] in VOLKOV_PAIRS]
+    (dst / "metadata.json").write_text(json.dumps(meta, indent=1))
+    written += [dst / "offsets.csv", dst / "metadata.json"]
+    big = out / "bigearthnet"
+    big.mkdir(parents=True, exist_ok=True)
     for pid in BIGEARTHNET_PAIRS:
         for kind in ("opt", "sar"):
-            written.append(Path(shutil.copy2(data_root / "bigearthnet" / f"{pid}_{kind}.tif",
-                                             out / f"bigearthnet_{pid}_{kind}.tif")))
+            written.append(Path(shutil.copy2(data_root / "bigearthnet" / f"{pid}_{kind}.tif", big / f"{pid}_{kind}.tif")))
     return written
 
 

@@ -9,6 +9,8 @@ import pytest
 import rasterio
 import torch
 
+from training.data import read_quadrants
+
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
@@ -25,15 +27,15 @@ def _torch_threads() -> None:
 @pytest.fixture(scope="session")
 def volkov_pair() -> tuple[np.ndarray, np.ndarray]:
     """Volkov pair 187 (T11SMT): optical uint8 (3, 1024, 1024), SAR VH uint8 (1, 1024, 1024)."""
-    return read(SAMPLE / "volkov_187_opt.tif"), read(SAMPLE / "volkov_187_sar.tif")
+    return read(SAMPLE / "s1s2_volkov" / "187_opt.tif"), read(SAMPLE / "s1s2_volkov" / "187_sar.tif")
 
 
 VOLKOV_187_Q1 = (slice(0, 512), slice(512, 1024))
-"""Quadrant of pair 187 where both independent residual estimates agree (offsets.csv: 2.0, 2.0 px)."""
-VOLKOV_187_Q1_OFFSET = (2.0, 2.0)
+"""Quadrant of pair 187 where both independent residual estimates agree (offsets.csv)."""
+VOLKOV_187_Q1_OFFSET = next(q.offset for q in read_quadrants(SAMPLE) if q.pair_id == "187" and (q.x0, q.y0) == (512, 0))
 
 
 @pytest.fixture(scope="session")
 def bigearthnet_pair() -> tuple[np.ndarray, np.ndarray]:
     """BigEarthNet 33UUP_87_48: optical uint16 reflectance (4, 120, 120), SAR float32 dB (2, 120, 120)."""
-    return read(SAMPLE / "bigearthnet_33UUP_87_48_opt.tif"), read(SAMPLE / "bigearthnet_33UUP_87_48_sar.tif")
+    return read(SAMPLE / "bigearthnet" / "33UUP_87_48_opt.tif"), read(SAMPLE / "bigearthnet" / "33UUP_87_48_sar.tif")
