@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="SOMA: Sentinel-1 SAR to Sentinel-2 optical co-registration.")
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 - warnings API
+    """Warnings as one plain line on a terminal, not a source excerpt."""
+    return f"warning: {message}\n"
+
+
+warnings.formatwarning = _one_line_warning
 
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 
@@ -49,6 +58,7 @@ def train(
     val_tiles: str = typer.Option("T11SMT", help="comma-separated Sentinel-2 tiles to validate on"),
     val_every: int = typer.Option(100),
     seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="auto (cuda when present), cpu or cuda"),
     resnet_weights: Path = typer.Option(None, help="paper: local ResNet-50 weights (torchvision layout)"),
     dinov2_weights: Path = typer.Option(None, help="paper: local DINOv2 ViT-L/14-reg4 weights (timm layout)"),
 ) -> None:
@@ -62,7 +72,7 @@ def train(
     config = TrainConfig(
         data_root=str(root), out_dir=str(out), model=model, steps=steps, batch_size=batch_size,
         train_tiles=tuple(train_tiles.split(",")), val_tiles=tuple(val_tiles.split(",")), val_every=val_every,
-        seed=seed, resnet_weights=str(resnet_weights) if resnet_weights else None,
+        seed=seed, device=device, resnet_weights=str(resnet_weights) if resnet_weights else None,
         dinov2_weights=str(dinov2_weights) if dinov2_weights else None)
     path = run(config, typer.echo)
     typer.echo(f"checkpoint: {path}")

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .geometry import warp
 from .losses import LossWeights, flow_rmse, soma_loss
 from .network import SomaNet
 from .normalize import prepare_optical, prepare_sar
-from .geometry import warp
 from .synthetic_warp import Misregistration, move_sar, true_flow
 
 
@@ -56,10 +56,11 @@ def make_batch(pairs: list[tuple[np.ndarray, np.ndarray]], misregistrations: lis
         flow, defined = true_flow(mis, size)
         known = defined & opt.valid & sample_mask(mov.valid, flow)
         items.append((opt.image, mov.image, opt.valid, mov.valid, flow, mis.true_affine, known))
-    cols = list(zip(*items))
-    stack = lambda i, dtype=None: torch.from_numpy(np.stack(cols[i]) if dtype is None else np.stack(cols[i]).astype(dtype))  # noqa: E731
-    return TrainingBatch(optical=stack(0), sar=stack(1), optical_valid=stack(2), sar_valid=stack(3),
-                         flow=stack(4), affine=stack(5, np.float32), valid=stack(6))
+    optical, sar, optical_valid, sar_valid, flow, affine, valid = (np.stack(col) for col in zip(*items))
+    return TrainingBatch(optical=torch.from_numpy(optical), sar=torch.from_numpy(sar),
+                         optical_valid=torch.from_numpy(optical_valid), sar_valid=torch.from_numpy(sar_valid),
+                         flow=torch.from_numpy(flow), affine=torch.from_numpy(affine.astype(np.float32)),
+                         valid=torch.from_numpy(valid))
 
 
 def perturbed_affine(affine: torch.Tensor, size: tuple[int, int], generator: torch.Generator,
@@ -73,8 +74,9 @@ def perturbed_affine(affine: torch.Tensor, size: tuple[int, int], generator: tor
     rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], 1)  # (B, 2, 2)
     centre = torch.tensor([(size[1] - 1) / 2.0, (size[0] - 1) / 2.0])
     noise = torch.cat([rot, (centre - (rot @ centre.unsqueeze(-1))[..., 0] + shift).unsqueeze(-1)], dim=2)
-    full = lambda a: torch.cat([a, torch.tensor([[[0.0, 0.0, 1.0]]]).expand(batch, 1, 3)], dim=1)  # noqa: E731
-    return (full(affine.float()) @ full(noise))[:, :2]
+    bottom = torch.tensor([[[0.0, 0.0, 1.0]]]).expand(batch, 1, 3)
+    composed = torch.cat([affine.float().cpu(), bottom], dim=1) @ torch.cat([noise, bottom], dim=1)
+    return composed[:, :2].to(affine.device)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import torch
 from model import SomaConfig, get_config
 from model.checkpoint import save_checkpoint
 from model.network import build_network
+from model.registrar import resolve_device
 from model.training import TrainingBatch, evaluate_batch, train_step
 
 from .config import TrainConfig
@@ -88,15 +89,17 @@ def train(config: TrainConfig, echo: Callable[[str], None] = print) -> Path:
     pairs = load_pairs(config.data_root, {q.pair_id for q in quadrants})
     val = validation_batches(config)
     echo(f"training on {len(quadrants)} quadrants of {len(pairs)} pairs ({', '.join(config.train_tiles)}); "
-         f"validating on {len(val)} cases ({', '.join(config.val_tiles)})")
+         f"validating on {len(val)} cases ({', '.join(config.val_tiles)}); device {resolve_device(config.device)}")
 
-    net = build_network(model_config(config), seed=config.seed)
+    device = resolve_device(config.device)
+    val = [b.to(device) for b in val]
+    net = build_network(model_config(config), seed=config.seed).to(device)
     optimiser = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
     step = 0
     state_path = out / STATE_FILE
     if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = torch.load(state_path, map_location=device, weights_only=True)
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         step = int(state["step"])
@@ -108,7 +111,7 @@ def train(config: TrainConfig, echo: Callable[[str], None] = print) -> Path:
             rng = step_rng(config, step)
             large = config.large_every and step % config.large_every == config.large_every - 1
             crop, size = (config.large_crop, 1) if large else (config.crop, config.batch_size)
-            batch = sample_batch(rng, quadrants, pairs, crop, size, config.warp_for(crop, step))
+            batch = sample_batch(rng, quadrants, pairs, crop, size, config.warp_for(crop, step)).to(device)
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate(config, step)
             terms = train_step(net, optimiser, batch, grad_clip=config.grad_clip, refinement=config.refinement,

@@ -1,0 +1,33 @@
+"""The `soma` command: the demo of `make run`, info, and clear errors."""
+
+import re
+
+from typer.testing import CliRunner
+
+from cli.main import app
+
+runner = CliRunner()
+
+
+def test_demo_reports_injected_and_recovered_shift():
+    result = runner.invoke(app, ["demo", "--shift-x", "5", "--shift-y", "-3"])
+    assert result.exit_code == 0, result.output
+    # injected = requested shift + the quadrant's own offset from offsets.csv (1.99, 2.005)
+    assert "injected    dx +6.99 px, dy -1.00 px" in result.output
+    rmse = float(re.search(r"flow RMSE\s+([\d.]+) px", result.output).group(1))
+    assert rmse > 0
+
+
+def test_info_names_the_model():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert "config      lite" in result.output
+    params = float(re.search(r"parameters\s+([\d.]+) M", result.output).group(1))
+    assert 1.0 <= params <= 5.0  # lite: a few million parameters, trainable on 2 CPU cores
+
+
+def test_train_without_data_root_says_how_to_give_it(monkeypatch):
+    monkeypatch.delenv("SOMA_DATA_ROOT", raising=False)
+    result = runner.invoke(app, ["train", "--steps", "1"])
+    assert result.exit_code != 0
+    assert "SOMA_DATA_ROOT" in result.output
