@@ -95,7 +95,7 @@ def build_cases(data_root: str | Path, protocol: str, tiles: tuple[str, ...], cl
     and removes that residual; otherwise every quadrant, taken as aligned (the raw pairs)."""
     p = PROTOCOLS[protocol]
     quadrants = select_quadrants(read_quadrants(data_root), tiles, agree_only=cleaned)
-    rng = np.random.default_rng([seed, len(protocol), int(cleaned)])
+    rng = np.random.default_rng([seed, list(PROTOCOLS).index(protocol), int(cleaned)])
     cases = []
     for r in range(repeats):
         for q in quadrants:
