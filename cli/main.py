@@ -21,6 +21,16 @@ warnings.formatwarning = _one_line_warning
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
+def _data_root(given: Path | None) -> Path:
+    """`--data-root`, else $SOMA_DATA_ROOT; a usage error naming both when neither is set."""
+    from training.config import DATA_ROOT_ENV, default_data_root
+
+    root = given or default_data_root()
+    if root is None:
+        raise typer.BadParameter(f"give --data-root or set {DATA_ROOT_ENV}", param_hint="--data-root")
+    return root
+
+
 @app.command()
 def info(checkpoint: Path = typer.Option(None, help="SOMA checkpoint (default: the bundled one)")) -> None:
     """Show which model `Registrar.load()` gives and its size."""
@@ -63,12 +73,10 @@ def train(
     dinov2_weights: Path = typer.Option(None, help="paper: local DINOv2 ViT-L/14-reg4 weights (timm layout)"),
 ) -> None:
     """Train SOMA on the real Volkov pairs; resumable, with progress and periodic validation."""
-    from training.config import DATA_ROOT_ENV, TrainConfig, default_data_root
+    from training.config import TrainConfig
     from training.loop import train as run
 
-    root = data_root or default_data_root()
-    if root is None:
-        raise typer.BadParameter(f"give --data-root or set {DATA_ROOT_ENV}", param_hint="--data-root")
+    root = _data_root(data_root)
     config = TrainConfig(
         data_root=str(root), out_dir=str(out), model=model, steps=steps, batch_size=batch_size,
         train_tiles=tuple(train_tiles.split(",")), val_tiles=tuple(val_tiles.split(",")), val_every=val_every,
@@ -90,11 +98,8 @@ def evaluate(
 ) -> None:
     """Evaluate SOMA and the classical baselines on seeded held-out cases (CMR@1/3/5, median, failures, s)."""
     from evaluation.run import evaluate as run
-    from training.config import DATA_ROOT_ENV, default_data_root
 
-    root = data_root or default_data_root()
-    if root is None:
-        raise typer.BadParameter(f"give --data-root or set {DATA_ROOT_ENV}", param_hint="--data-root")
+    root = _data_root(data_root)
     run(root, protocol, not raw, methods.split(","), out, checkpoint, limit=limit, echo=typer.echo)
     typer.echo(f"tables: {out}")
 

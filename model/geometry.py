@@ -45,6 +45,21 @@ def sample(image: torch.Tensor, points: torch.Tensor, full_size: tuple[int, int]
     return F.grid_sample(image, grid, mode=mode, padding_mode="zeros", align_corners=False)
 
 
+def sample_nan_aware(image: torch.Tensor, points: torch.Tensor, full_size: tuple[int, int],
+                     tolerance: float) -> torch.Tensor:
+    """Bilinear sample of `image` `(C, h, w)` (NaN = missing) at `points` `(1, 2, H', W')` -> `(C, H', W')`.
+
+    NaN wherever less than ``1 - tolerance`` of the bilinear support lies on valid pixels (outside the
+    image or touching a NaN).
+    """
+    valid = ~torch.isnan(image).any(dim=0, keepdim=True)
+    stack = torch.cat([torch.nan_to_num(image), valid.to(image.dtype)]).unsqueeze(0)
+    out = sample(stack, points, full_size)[0]
+    data, cover = out[:-1], out[-1]
+    data[:, cover < 1 - tolerance] = float("nan")
+    return data
+
+
 def warp(image: torch.Tensor, flow: torch.Tensor, full_size: tuple[int, int] | None = None) -> torch.Tensor:
     """Backward-warp `image` `(B, C, h, w)` with `flow` `(B, 2, h', w')`: ``out(p) = image(p + flow(p))``.
 

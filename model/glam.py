@@ -17,7 +17,8 @@ from torch import nn
 from .affine_fit import fit_affine_robust, fit_affine_wls, plausible
 from .config import GLAMConfig
 from .correlation import global_correlation, local_correlation, soft_argmax
-from .geometry import identity_affine, affine_to_flow, apply_affine, cell_centres, inside, pool_valid, sample, upsample_flow, warp
+from .geometry import (affine_to_flow, apply_affine, cell_centres, identity_affine, inside, pool_valid, sample,
+                       upsample_flow, warp)
 
 MASKED_LOGIT = -1e4
 
@@ -106,17 +107,35 @@ class GlobalMatcher(nn.Module):
         return fit_affine(pos, matches, weights, prior, stride, self.config, robust), log_probs
 
 
-class AffineRefiner(nn.Module):
+class LocalMatcher(nn.Module):
+    """What both refiners share: warp the SAR features by the current flow, correlate locally, and turn the
+    correlation into logits over the window (learned temperature)."""
+
+    def __init__(self, stride: int, config: GLAMConfig) -> None:
+        super().__init__()
+        self.stride, self.radius = stride, config.radius_at(stride)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(config.local_temperature)))
+
+    def match(self, ref: torch.Tensor, sar: torch.Tensor, flow: torch.Tensor, sar_valid: torch.Tensor,
+              full_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Warped SAR features, their valid fraction `(B, 1, h, w)`, masked correlation and its logits
+        `(B, (2r+1)^2, h, w)`."""
+        warped = warp(sar, flow, full_size)
+        warped_valid = warp(sar_valid.unsqueeze(1).float(), flow, full_size)
+        corr = local_correlation(ref, warped, self.radius) * (warped_valid > 0.5)
+        return warped, warped_valid, corr, corr / self.log_temperature.exp()
+
+
+class AffineRefiner(LocalMatcher):
     """Local correlation around the current affine -> per-cell displacement (soft-argmax + learned
     correction) and weight -> refitted affine."""
 
     def __init__(self, stride: int, channels: int, config: GLAMConfig) -> None:
-        super().__init__()
-        self.stride, self.config, self.radius = stride, config, config.radius_at(stride)
+        super().__init__(stride, config)
+        self.config = config
         hidden = config.head_channels
         self.project = nn.Conv2d(channels, hidden // 2, 1)
         self.head = refinement_head((2 * self.radius + 1) ** 2 + hidden // 2, hidden, 3)
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(config.local_temperature)))
 
     def forward(self, ref: torch.Tensor, sar: torch.Tensor, affine: torch.Tensor, ref_valid: torch.Tensor,
                 sar_valid: torch.Tensor, full_size: tuple[int, int],
@@ -125,42 +144,33 @@ class AffineRefiner(nn.Module):
         local-correlation logits and the flow they were computed around."""
         s, batch = self.stride, ref.shape[0]
         flow = affine_to_flow(affine, full_size, s)
-        warped = warp(sar, flow, full_size)
-        warped_valid = warp(sar_valid.unsqueeze(1).float(), flow, full_size)[:, 0] > 0.5
-        corr = local_correlation(ref, warped, self.radius) * warped_valid.unsqueeze(1)
+        _, warped_valid, corr, logits = self.match(ref, sar, flow, sar_valid, full_size)
         out = self.head(torch.cat([corr, self.project(ref)], dim=1))
-        logits = corr / self.log_temperature.exp()
         shift = soft_argmax(logits, self.radius) + out[:, :2]  # cells
         centres = _points(cell_centres(*full_size, s, ref.device), batch)
         moved = centres + s * shift.flatten(2).transpose(1, 2)  # p + s * d, still in the warped frame
         dst = apply_affine(affine, moved)
-        weights = torch.sigmoid(out[:, 2]) * ref_valid * warped_valid
+        weights = torch.sigmoid(out[:, 2]) * ref_valid * (warped_valid[:, 0] > 0.5)
         return fit_affine(centres, dst, weights.flatten(1), affine, s, self.config, robust), logits, flow
 
 
-class FlowRefiner(nn.Module):
+class FlowRefiner(LocalMatcher):
     """Local correlation around the current flow -> residual flow update (soft-argmax + learned correction)
     and a certainty logit."""
 
     def __init__(self, stride: int, channels: int, config: GLAMConfig) -> None:
-        super().__init__()
-        self.stride, self.radius = stride, config.radius_at(stride)
+        super().__init__(stride, config)
         hidden = config.head_channels if stride > 1 else config.head_channels // 2
         self.project_ref = nn.Conv2d(channels, hidden // 2, 1)
         self.project_sar = nn.Conv2d(channels, hidden // 2, 1)
         self.head = refinement_head((2 * self.radius + 1) ** 2 + hidden + 1, hidden, 3)
-        self.log_temperature = nn.Parameter(torch.tensor(math.log(config.local_temperature)))
 
     def forward(self, ref: torch.Tensor, sar: torch.Tensor, flow: torch.Tensor, sar_valid: torch.Tensor,
                 full_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Features `(B, C, h, w)`, flow `(B, 2, h, w)` -> refined flow `(B, 2, h, w)`, certainty logit
         `(B, h, w)`, local-correlation logits."""
-        warped = warp(sar, flow, full_size)
-        warped_valid = warp(sar_valid.unsqueeze(1).float(), flow, full_size)
-        corr = local_correlation(ref, warped, self.radius) * (warped_valid > 0.5)
-        inputs = torch.cat([corr, self.project_ref(ref), self.project_sar(warped), warped_valid], dim=1)
-        out = self.head(inputs)
-        logits = corr / self.log_temperature.exp()
+        warped, warped_valid, corr, logits = self.match(ref, sar, flow, sar_valid, full_size)
+        out = self.head(torch.cat([corr, self.project_ref(ref), self.project_sar(warped), warped_valid], dim=1))
         shift = soft_argmax(logits, self.radius) + out[:, :2]  # cells
         return flow + self.stride * shift, out[:, 2], logits
 

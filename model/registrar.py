@@ -22,13 +22,15 @@ import torch.nn.functional as F
 from .checkpoint import file_sha256, load_network
 from .config import LITE, SomaConfig
 from .errors import InvalidInputError
-from .geometry import warp
+from .geometry import cell_centres, sample_nan_aware
 from .glam import output_valid
 from .network import SomaNet, build_network
 from .normalize import PreparedTile, prepare_optical, prepare_sar
 
 BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite.pt"
 UNTRAINED = "untrained"
+WARP_COVERAGE_TOLERANCE = 1e-4
+"""`warp_numpy` gives NaN where less than 1 - this of a sample's bilinear support is valid."""
 
 
 @dataclass(frozen=True)
@@ -130,15 +132,12 @@ class Registrar:
 def warp_numpy(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """Backward-warp `image` `(C, H, W)` or `(H, W)` with `flow` `(2, H, W)`: ``out(p) = image(p + flow(p))``.
 
-    Bilinear; NaN where the sample falls outside the image or touches a NaN.
+    Bilinear; NaN where more than `WARP_COVERAGE_TOLERANCE` of a sample's support is outside the image
+    or on NaN pixels.
     """
     squeeze = image.ndim == 2
     img = torch.from_numpy(np.asarray(image, dtype=np.float32)[None] if squeeze else np.asarray(image, np.float32))
-    missing = torch.isnan(img).any(dim=0, keepdim=True).float()
-    stack = torch.cat([torch.nan_to_num(img), missing, torch.ones_like(missing)]).unsqueeze(0)
-    out = warp(stack, torch.from_numpy(np.asarray(flow, np.float32)).unsqueeze(0))[0]
-    data, touched_nan, coverage = out[:-2], out[-2], out[-1]
-    bad = (touched_nan > 0) | (coverage < 1 - 1e-4)
-    data[:, bad] = float("nan")
-    result = data.numpy()
+    size = (img.shape[-2], img.shape[-1])
+    points = cell_centres(*size, 1).unsqueeze(0) + torch.from_numpy(np.asarray(flow, np.float32)).unsqueeze(0)
+    result = sample_nan_aware(img, points, size, WARP_COVERAGE_TOLERANCE).numpy()
     return result[0] if squeeze else result

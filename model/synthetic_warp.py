@@ -16,9 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .geometry import cell_centres, inside, sample
+from .geometry import cell_centres, inside, sample, sample_nan_aware
 
 INVERSION_ITERATIONS = 30
+COVERAGE_TOLERANCE = 1e-3
+"""A moved pixel is NaN when less than 1 - this of its bilinear support is valid SAR."""
 
 
 @dataclass(frozen=True)
@@ -112,12 +114,7 @@ def move_sar(sar: np.ndarray, mis: Misregistration, size: tuple[int, int] | None
     size = size or sar.shape[-2:]
     g = _backward_map(mis, size) + torch.tensor([float(origin[0]), float(origin[1])]).view(1, 2, 1, 1)
     data = torch.from_numpy(np.asarray(sar, np.float32))
-    missing = torch.isnan(data).any(dim=0, keepdim=True)
-    stack = torch.cat([torch.nan_to_num(data), (~missing).float()]).unsqueeze(0)
-    out = sample(stack, g, sar.shape[-2:])[0]
-    moved, cover = out[:-1], out[-1]
-    moved[:, cover < 1 - 1e-3] = float("nan")
-    return moved.numpy()
+    return sample_nan_aware(data, g, sar.shape[-2:], COVERAGE_TOLERANCE).numpy()
 
 
 def true_flow(mis: Misregistration, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
