@@ -104,5 +104,58 @@ def evaluate(
     typer.echo(f"tables: {out}")
 
 
+@app.command()
+def register(
+    optical: list[str] = typer.Option(..., help="optical raster(s), local or s3://; repeat for one file per band"),
+    sar: list[str] = typer.Option(..., help="SAR raster(s), local or s3://; repeat for one file per band"),
+    output: str = typer.Option(..., help="folder or s3:// prefix; the pair is written to OUTPUT/PAIR_ID.zarr"),
+    pair_id: str = typer.Option(None, help="name of the pair's group (default: the optical file's stem)"),
+    tile_size: int = typer.Option(512, help="registration window, px"),
+    overlap: int = typer.Option(64, help="overlap of neighbouring windows, px"),
+    actors: int = typer.Option(1, help="Ray actors, each holding one model"),
+    batch_size: int = typer.Option(2, help="windows per forward pass"),
+    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
+    sar_nodata: float = typer.Option(None, help="SAR nodata value when the file declares none"),
+    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
+) -> None:
+    """Register one Sentinel-1 scene onto one Sentinel-2 scene: flow, certainty and co-registered SAR to Zarr."""
+    from pipeline import PipelineConfig, ScenePair, StorageOptions, register_pair
+
+    config = PipelineConfig(tile_size=tile_size, overlap=overlap, actors=actors, batch_size=batch_size,
+                            checkpoint=checkpoint, storage=StorageOptions(endpoint_url=endpoint_url))
+    name = pair_id or Path(optical[0].rstrip("/").split("/")[-1]).stem
+    pair = ScenePair(name, tuple(optical), tuple(sar), sar_nodata=sar_nodata)
+    with typer.progressbar(length=1, label=f"{name}: tiles") as bar:
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(done - bar.pos)
+
+        result = register_pair(pair, output, config, progress)
+    if result.already_complete:
+        typer.echo(f"{result.store} was already complete: nothing to do")
+    typer.echo(_summary(result))
+
+
+def _summary(result) -> str:  # noqa: ANN001 - pipeline.PairResult, imported lazily
+    """The per-tile table of a finished pair, then one line of totals."""
+    import xarray as xr
+
+    from pipeline.store import tile_table
+
+    rows = tile_table(xr.open_zarr(result.store))
+    lines = [f"{'tile':>4} {'status':<15} {'certainty':>9} {'confident':>9} {'|flow| p50':>10} {'p95':>6} "
+             f"{'sim before':>10} {'after':>6}  error"]
+    for r in rows:
+        lines.append(f"{r['tile']:>4} {r['status']:<15} {r['mean_certainty']:>9.2f} {r['confident_fraction']:>9.0%} "
+                     f"{r['flow_median_px']:>10.2f} {r['flow_p95_px']:>6.2f} {r['similarity_before']:>10.3f} "
+                     f"{r['similarity_after']:>6.3f}  {r['error']}")
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(result.status_counts.items()))
+    lines.append(f"{result.pair_id}: {result.tiles} tiles ({counts}), {result.written_tiles} written in "
+                 f"{result.seconds:.1f} s -> {result.store}")
+    if result.quicklook:
+        lines.append(f"quicklook: {result.quicklook}")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

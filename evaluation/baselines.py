@@ -8,6 +8,7 @@ Every method maps (optical `(3, S, S)`, SAR `(1, S, S)` with NaN where missing) 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 import cv2
@@ -60,69 +61,88 @@ def phase_correlation(optical: np.ndarray, sar: np.ndarray) -> np.ndarray:
                            (2, *o.shape)).copy()
 
 
-MI_ROTATIONS_DEG = tuple(float(a) for a in range(-20, 21, 5))
-"""Rotation pre-search: each start is registered at the coarsest level; the best metric continues."""
-MI_PRESEARCH_SHRINK = 4
-MI_SAMPLING = 0.2
-MI_STEP_PX = 2.0
-"""Largest first step of the optimiser, in pixels of physical shift at the current level."""
-"""Share of pixels sampled by the metric at each level."""
+@dataclass(frozen=True)
+class SearchGrid:
+    """An exhaustive search over transform parameters: `steps[i]` either side of the start, `spacing[i]` apart."""
+
+    shrink: int
+    steps: tuple[int, ...]
+    spacing: tuple[float, ...]
+    sampling: float
+    """Share of the level's pixels the metric samples."""
+
+
+MI_RIGID_SEARCH = SearchGrid(8, (4, 8, 8), (math.radians(5.0), 8.0, 8.0), 1.0)
+"""Rigid (angle, tx, ty) pre-search on a 1/8 image: +-20 deg in 5 deg, +-64 px in 8 px."""
+MI_SIMILARITY_SEARCH = SearchGrid(4, (4, 2, 4, 4), (0.025, math.radians(1.25), 2.0, 2.0), 0.25)
+"""Similarity (scale, angle, tx, ty) search around the rigid optimum on a 1/4 image: +-10 % scale."""
+MI_SIMILARITY_LEVELS, MI_AFFINE_LEVELS = (4, 2), (2, 1)
+MI_SIMILARITY_STEP, MI_AFFINE_STEP = 0.5, 0.25
+"""Largest first step of the gradient descent, in px of physical shift."""
+MI_DESCENT_SAMPLING = (0.5, 0.25)
+MI_ITERATIONS = 100
+MI_HISTOGRAM_BINS = 32
+
+
+def _mi_registration(fixed_mask: sitk.Image, moving_mask: sitk.Image, sampling: float,
+                     levels: tuple[int, ...]) -> sitk.ImageRegistrationMethod:
+    r = sitk.ImageRegistrationMethod()
+    r.SetMetricAsMattesMutualInformation(numberOfHistogramBins=MI_HISTOGRAM_BINS)
+    r.SetMetricSamplingStrategy(r.RANDOM)
+    r.SetMetricSamplingPercentage(sampling, seed=1)
+    r.SetMetricFixedMask(fixed_mask)
+    r.SetMetricMovingMask(moving_mask)
+    r.SetInterpolator(sitk.sitkLinear)
+    r.SetShrinkFactorsPerLevel(list(levels))
+    r.SetSmoothingSigmasPerLevel([lv / 2.0 for lv in levels])
+    r.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
+    return r
 
 
 def mutual_information_affine(optical: np.ndarray, sar: np.ndarray) -> np.ndarray:
-    """SimpleITK Mattes mutual information, affine, 3-level pyramid, with a rotation pre-search."""
+    """SimpleITK Mattes mutual information: exhaustive rigid then similarity search, then multi-resolution
+    gradient descent on a similarity and finally a full affine."""
     o, ov = _grey(optical)
     s, sv = _sar(sar)
-    fixed = sitk.GetImageFromArray(o.astype(np.float32))
-    moving = sitk.GetImageFromArray(s.astype(np.float32))
-    fixed_mask = sitk.GetImageFromArray(ov.astype(np.uint8))
-    moving_mask = sitk.GetImageFromArray(sv.astype(np.uint8))
+    fixed, moving = sitk.GetImageFromArray(o.astype(np.float32)), sitk.GetImageFromArray(s.astype(np.float32))
+    masks = sitk.GetImageFromArray(ov.astype(np.uint8)), sitk.GetImageFromArray(sv.astype(np.uint8))
     centre = ((o.shape[1] - 1) / 2.0, (o.shape[0] - 1) / 2.0)
 
-    def method(levels: tuple[int, ...], iterations: int) -> sitk.ImageRegistrationMethod:
-        r = sitk.ImageRegistrationMethod()
-        r.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-        r.SetMetricSamplingStrategy(r.RANDOM)
-        r.SetMetricSamplingPercentage(MI_SAMPLING, seed=1)
-        r.SetMetricFixedMask(fixed_mask)
-        r.SetMetricMovingMask(moving_mask)
-        r.SetInterpolator(sitk.sitkLinear)
-        r.SetOptimizerAsRegularStepGradientDescent(learningRate=MI_STEP_PX, minStep=1e-3,
-                                                   numberOfIterations=iterations, relaxationFactor=0.6,
-                                                   gradientMagnitudeTolerance=1e-9)
-        r.SetOptimizerScalesFromPhysicalShift()
-        r.SetShrinkFactorsPerLevel(list(levels))
-        r.SetSmoothingSigmasPerLevel([lv / 2.0 for lv in levels])
-        r.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-        return r
+    def search(transform: sitk.Transform, grid: SearchGrid) -> None:
+        r = _mi_registration(*masks, grid.sampling, (grid.shrink,))
+        r.SetOptimizerAsExhaustive(list(grid.steps))
+        r.SetOptimizerScales(list(grid.spacing))
+        r.SetInitialTransform(transform, inPlace=True)
+        r.Execute(fixed, moving)
 
-    best, best_value = None, math.inf
-    for angle in MI_ROTATIONS_DEG:
-        start = sitk.AffineTransform(2)
-        start.SetCenter(centre)
-        t = math.radians(angle)
-        start.SetMatrix([math.cos(t), -math.sin(t), math.sin(t), math.cos(t)])
-        coarse = method((MI_PRESEARCH_SHRINK,), 50)
-        coarse.SetInitialTransform(start, inPlace=True)
-        try:
-            coarse.Execute(fixed, moving)
-            value = coarse.GetMetricValue()
-        except RuntimeError:
-            continue
-        if value < best_value:
-            best, best_value = start, value
-    if best is None:
-        raise RegistrationFailed("mutual information: no rotation start converged")
-    fine = method((4, 2, 1), 100)
-    fine.SetInitialTransform(best, inPlace=True)
+    def descend(transform: sitk.Transform, levels: tuple[int, ...], step: float, sampling: float) -> None:
+        r = _mi_registration(*masks, sampling, levels)
+        r.SetOptimizerAsRegularStepGradientDescent(learningRate=step, minStep=1e-3, numberOfIterations=MI_ITERATIONS,
+                                                   relaxationFactor=0.6, gradientMagnitudeTolerance=1e-9)
+        r.SetOptimizerScalesFromPhysicalShift()
+        r.SetInitialTransform(transform, inPlace=True)
+        r.Execute(fixed, moving)
+
     try:
-        fine.Execute(fixed, moving)
+        rigid = sitk.Euler2DTransform()
+        rigid.SetCenter(centre)
+        search(rigid, MI_RIGID_SEARCH)
+        similarity = sitk.Similarity2DTransform()
+        similarity.SetCenter(centre)
+        similarity.SetAngle(rigid.GetAngle())
+        similarity.SetTranslation(rigid.GetTranslation())
+        search(similarity, MI_SIMILARITY_SEARCH)
+        descend(similarity, MI_SIMILARITY_LEVELS, MI_SIMILARITY_STEP, MI_DESCENT_SAMPLING[0])
+        affine = sitk.AffineTransform(2)
+        affine.SetCenter(centre)
+        affine.SetMatrix(similarity.GetMatrix())
+        affine.SetTranslation(similarity.GetTranslation())
+        descend(affine, MI_AFFINE_LEVELS, MI_AFFINE_STEP, MI_DESCENT_SAMPLING[1])
     except RuntimeError as exc:
         raise RegistrationFailed(f"mutual information: {exc}") from exc
-    matrix = np.array(best.GetMatrix()).reshape(2, 2)
-    c, tr = np.array(best.GetCenter()), np.array(best.GetTranslation())
-    affine = np.hstack([matrix, (tr + c - matrix @ c)[:, None]])  # T(p) = M (p - c) + c + t
-    return affine_flow(affine, o.shape)
+    matrix = np.array(affine.GetMatrix()).reshape(2, 2)
+    c, tr = np.array(affine.GetCenter()), np.array(affine.GetTranslation())
+    return affine_flow(np.hstack([matrix, (tr + c - matrix @ c)[:, None]]), o.shape)  # T(p) = M (p - c) + c + t
 
 
 SIFT_RATIO = 0.8

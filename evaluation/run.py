@@ -1,16 +1,33 @@
-"""`soma eval`: build or load the seeded cases of a protocol, run every method on them, write the table."""
+"""`soma eval`: build or load the seeded cases of a protocol, run every method on them, write the table.
+
+Per-method results are kept beside the table, keyed by the cases (and, for SOMA, the checkpoint): a rerun
+with a new checkpoint recomputes only SOMA.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from .cases import build_cases, load_cases, materialise, save_cases
-from .harness import Summary, markdown_table, methods, run_method, summarise, to_records
+from .harness import CaseResult, Summary, markdown_table, methods, run_method, summarise, to_records
 
 HELD_OUT_TILES = ("T11SMT",)
+
+
+def _method_key(cases_text: str, limit: int | None, name: str, checkpoint: str | Path | None) -> str:
+    """What a method's cached results depend on: the cases, the limit and, for SOMA, the checkpoint file."""
+    from model.checkpoint import file_sha256
+    from model.registrar import BUNDLED_CHECKPOINT
+
+    parts = [cases_text, str(limit), name]
+    if name == "soma":
+        path = Path(checkpoint) if checkpoint else BUNDLED_CHECKPOINT
+        parts.append(file_sha256(path) if path.is_file() else "untrained")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def evaluate(data_root: str | Path, protocol: str, cleaned: bool, method_names: list[str],
@@ -27,15 +44,26 @@ def evaluate(data_root: str | Path, protocol: str, cleaned: bool, method_names: 
         save_cases(cases_file, cases)
     cases = cases[:limit] if limit else cases
     echo(f"{len(cases)} {kind} cases of protocol {protocol!r} ({cases_file})")
-    data = materialise(cases, data_root)
+    cases_text = cases_file.read_text()
+    data = None
     summaries, records = [], []
-    for name, method in methods(method_names, checkpoint).items():
-        results = run_method(name, method, data)
+    for name in method_names:
+        cache = out / "per_method" / f"{protocol}_{kind}_{name}.json"
+        key = _method_key(cases_text, limit, name, checkpoint)
+        if cache.is_file() and json.loads(cache.read_text())["key"] == key:
+            results = [CaseResult(**r) for r in json.loads(cache.read_text())["results"]]
+            source = "cached"
+        else:
+            data = data if data is not None else materialise(cases, data_root)
+            results = run_method(name, methods([name], checkpoint)[name], data)
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"key": key, "results": to_records(results)}, default=str))
+            source = "ran"
         summaries.append(summarise(results))
         records += to_records(results)
         s = summaries[-1]
         echo(f"{name:<20} CMR@1/3/5 {s.cmr[1]:.0%}/{s.cmr[3]:.0%}/{s.cmr[5]:.0%}  median {s.median_rmse:.2f} px  "
-             f"failures {s.failures}  {s.seconds_per_case:.2f} s/case")
+             f"failures {s.failures}  {s.seconds_per_case:.2f} s/case ({source})")
     (out / f"results_{protocol}_{kind}.json").write_text(
         json.dumps({"summaries": [asdict(s) for s in summaries], "cases": records}, indent=1, default=str))
     (out / f"results_{protocol}_{kind}.md").write_text(markdown_table(summaries))

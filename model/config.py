@@ -43,6 +43,12 @@ class EncoderConfig:
     """Strides whose features the FGE enhances."""
     norm_groups: int = 8
     """GroupNorm groups in the convolutional blocks (batch-size independent)."""
+    structure_orientations: int = 8
+    """`lite`: orientations of the fixed structure channels both modalities share."""
+    structure_sigmas: tuple[float, ...] = (1.0, 2.0)
+    """`lite`: derivative scales of the structure channels, in pixels."""
+    structure_pool_sigma: float = 1.5
+    """`lite`: Gaussian smoothing of the absolute derivatives (CFOG's aggregation), in pixels."""
     resnet_weights: str | None = None
     """`paper`: local file with torchvision-layout ResNet-50 weights (never downloaded)."""
     dinov2_weights: str | None = None

@@ -8,6 +8,7 @@ from torch import nn
 from .config import EncoderConfig, FGEConfig
 from .fge import FeatureGradientEnhancer
 from .paper_backbones import DinoV2ViT, ResNet50Features, load_weights
+from .structure import StructureChannels
 
 Pyramid = dict[int, torch.Tensor]
 
@@ -37,13 +38,16 @@ class ResidualBlock(nn.Module):
 
 
 class LiteEncoder(nn.Module):
-    """Small CNN: a stride-1 stem, then one strided stage (conv + residual block) per pyramid level."""
+    """Small CNN shared by both modalities: fixed structure channels, a stride-1 stem, then one strided stage
+    (conv + residual block) per pyramid level, with FGE at the configured strides."""
 
-    def __init__(self, in_channels: int, config: EncoderConfig, fge: FGEConfig) -> None:
+    def __init__(self, config: EncoderConfig, fge: FGEConfig) -> None:
         super().__init__()
         strides, groups = config.strides, config.norm_groups
+        self.structure = StructureChannels(config.structure_orientations, config.structure_sigmas,
+                                           config.structure_pool_sigma)
         self.stem = nn.Sequential(
-            conv_block(in_channels, config.channels_at(1), 1, groups),
+            conv_block(self.structure.channels, config.channels_at(1), 1, groups),
             conv_block(config.channels_at(1), config.channels_at(1), 1, groups),
         )
         self.stages = nn.ModuleDict()
@@ -54,16 +58,35 @@ class LiteEncoder(nn.Module):
             {str(s): FeatureGradientEnhancer(config.channels_at(s), fge) for s in config.fge_strides}
         )
 
-    def forward(self, x: torch.Tensor) -> Pyramid:
-        """`(B, C_in, H, W)` -> pyramid; H, W multiples of the coarsest stride."""
-        out: Pyramid = {1: self.stem(x)}
-        feat = out[1]
+    def forward(self, x: torch.Tensor, stem_residual: torch.Tensor | None = None) -> Pyramid:
+        """`(B, C_in, H, W)` -> pyramid; H, W multiples of the coarsest stride. `stem_residual`
+        `(B, C_1, H, W)` is a modality's own correction added to the shared stem."""
+        feat = self.stem(self.structure(x))
+        if stem_residual is not None:
+            feat = feat + stem_residual
+        out: Pyramid = {1: feat}
         for key, stage in self.stages.items():
             feat = stage(feat)
             if key in self.fge:
                 feat = self.fge[key](feat)
             out[int(key)] = feat
         return out
+
+
+class ModalityAdapter(nn.Module):
+    """One modality's entry to the shared `LiteEncoder`: a small conv branch on its own bands whose output
+    (zero at initialisation) is added to the shared stem, so each modality can add what structure misses."""
+
+    def __init__(self, in_channels: int, shared: LiteEncoder, config: EncoderConfig) -> None:
+        super().__init__()
+        c1 = config.channels_at(1)
+        self.branch = nn.Sequential(conv_block(in_channels, c1, 1, config.norm_groups), nn.Conv2d(c1, c1, 3, padding=1))
+        nn.init.zeros_(self.branch[-1].weight)
+        nn.init.zeros_(self.branch[-1].bias)
+        self.shared = [shared]  # a list keeps the shared encoder out of this module's parameters
+
+    def forward(self, x: torch.Tensor) -> Pyramid:
+        return self.shared[0](x, self.branch(x))
 
 
 class PaperEncoder(nn.Module):
@@ -98,11 +121,12 @@ class PaperEncoder(nn.Module):
 
 
 def build_encoders(optical_channels: int, sar_channels: int, config: EncoderConfig, fge: FGEConfig) -> nn.ModuleDict:
-    """`{"optical": encoder, "sar": encoder}` for the configured kind."""
+    """`{"optical": encoder, "sar": encoder, ...}` for the configured kind; a shared part is registered once
+    (`"shared"` for lite, `"vit"` for paper) so `.to(device)` moves it and checkpoints keep it."""
     if config.kind == "lite":
-        return nn.ModuleDict(
-            {"optical": LiteEncoder(optical_channels, config, fge), "sar": LiteEncoder(sar_channels, config, fge)}
-        )
+        shared = LiteEncoder(config, fge)
+        return nn.ModuleDict({"optical": ModalityAdapter(optical_channels, shared, config),
+                              "sar": ModalityAdapter(sar_channels, shared, config), "shared": shared})
     vit = DinoV2ViT(config.vit_embed_dim, config.vit_depth, config.vit_heads, config.vit_patch,
                     config.vit_registers, config.vit_pretrain_grid)
     if config.dinov2_weights:

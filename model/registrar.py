@@ -129,15 +129,18 @@ class Registrar:
         ]
 
 
-def warp_numpy(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Backward-warp `image` `(C, H, W)` or `(H, W)` with `flow` `(2, H, W)`: ``out(p) = image(p + flow(p))``.
+def warp_numpy(image: np.ndarray, flow: np.ndarray, origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+    """Backward-warp `image` `(C, H, W)` or `(H, W)` with `flow` `(2, h, w)`: ``out(p) = image(origin + p + flow(p))``.
 
-    Bilinear; NaN where more than `WARP_COVERAGE_TOLERANCE` of a sample's support is outside the image
-    or on NaN pixels.
+    `origin` (x, y) places the flow's grid inside a larger `image` (e.g. a tile read with a margin); the
+    output has the flow's shape. Bilinear; NaN where more than `WARP_COVERAGE_TOLERANCE` of a sample's
+    support is outside the image or on NaN pixels.
     """
     squeeze = image.ndim == 2
     img = torch.from_numpy(np.asarray(image, dtype=np.float32)[None] if squeeze else np.asarray(image, np.float32))
     size = (img.shape[-2], img.shape[-1])
-    points = cell_centres(*size, 1).unsqueeze(0) + torch.from_numpy(np.asarray(flow, np.float32)).unsqueeze(0)
+    shift = torch.tensor([float(origin[0]), float(origin[1])]).view(2, 1, 1)
+    grid = cell_centres(flow.shape[-2], flow.shape[-1], 1) + shift
+    points = grid.unsqueeze(0) + torch.from_numpy(np.asarray(flow, np.float32)).unsqueeze(0)
     result = sample_nan_aware(img, points, size, WARP_COVERAGE_TOLERANCE).numpy()
     return result[0] if squeeze else result

@@ -14,10 +14,17 @@ import json
 import shutil
 from pathlib import Path
 
+import rasterio
+from rasterio.merge import merge
+
 VOLKOV_PAIRS = ("142", "187")
 """Validation-tile (T11SMT) pairs whose two independent residual estimates agree (offsets.csv)."""
 BIGEARTHNET_PAIRS = ("33UUP_87_48", "29SND_56_35")
 """Physical units: uint16 reflectance and float32 dB."""
+SCENE_BLOCK = ("175", "176", "187", "188")
+"""A 2 x 2 block of neighbouring validation-tile pairs (T11SMT, one S1 and one S2 acquisition), mosaicked
+into one 2048 x 2048 scene for the pipeline's tests and demo."""
+SCENE_NAME = "T11SMT_175-188"
 
 
 def build(data_root: Path, out: Path) -> list[Path]:
@@ -41,6 +48,28 @@ def build(data_root: Path, out: Path) -> list[Path]:
     for pid in BIGEARTHNET_PAIRS:
         for kind in ("opt", "sar"):
             written.append(Path(shutil.copy2(data_root / "bigearthnet" / f"{pid}_{kind}.tif", big / f"{pid}_{kind}.tif")))
+    written += build_scene(src, out / "scene")
+    return written
+
+
+def build_scene(volkov: Path, out: Path) -> list[Path]:
+    """Mosaic `SCENE_BLOCK` into tiled, DEFLATE-compressed GeoTIFFs `scene/{SCENE_NAME}_{opt,sar}.tif`."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in ("opt", "sar"):
+        sources = [rasterio.open(volkov / f"{pid}_{kind}.tif") for pid in SCENE_BLOCK]
+        try:
+            mosaic, transform = merge(sources)
+            profile = sources[0].profile
+        finally:
+            for s in sources:
+                s.close()
+        profile.update(driver="GTiff", height=mosaic.shape[1], width=mosaic.shape[2], transform=transform,
+                       tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2)
+        path = out / f"{SCENE_NAME}_{kind}.tif"
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(mosaic)
+        written.append(path)
     return written
 
 

@@ -59,3 +59,17 @@ def test_hundred_steps_overfit_one_pair_below_one_pixel(one_pair_batch):
     end = evaluate_batch(net, one_pair_batch)["rmse"]  # inference path: robust affine fit, eval mode
     assert start > 4.0
     assert end < 1.0, f"RMSE after {OVERFIT_STEPS} steps: {end:.2f} px (start {start:.2f} px)"
+
+
+def test_one_paper_training_step_runs_on_cpu_with_random_weights(one_pair_batch):
+    from model import PAPER
+
+    net = build_network(PAPER, seed=0)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    vit_before = next(net.encoders["vit"].parameters()).detach().clone()
+    resnet_before = net.encoders["sar"].resnet.conv1.weight.detach().clone()
+    optimiser = torch.optim.AdamW(trainable, lr=1e-4)
+    terms = train_step(net, optimiser, one_pair_batch)
+    assert all(np.isfinite(v) for v in terms.values())
+    assert torch.equal(next(net.encoders["vit"].parameters()), vit_before)  # the shared ViT stays frozen
+    assert not torch.equal(net.encoders["sar"].resnet.conv1.weight, resnet_before)  # the CNN trunk learns

@@ -1,0 +1,115 @@
+"""Pipeline throughput and memory: tiles/s end to end vs the model alone on the same tiles (the overhead
+ratio), 1 vs 2 actors, and peak RSS (driver, and driver + actors) vs scene size.
+
+Scenes are cut from (1024²) or tiled from (4096², mirrored 2 x 2) the bundled real 2048² scene.
+Usage: python benchmarks/pipeline_throughput.py [--sizes 1024 2048 4096] [--actors 1 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import rasterio
+from rasterio.transform import Affine
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENE = ROOT / "data" / "sample" / "scene" / "T11SMT_175-188"
+SAMPLE_EVERY_S = 0.2
+
+
+def make_scene(size: int, out: Path) -> tuple[Path, Path]:
+    """A `size`² optical/SAR pair from the bundled scene: a crop, or mirrored copies beyond 2048."""
+    paths = []
+    for kind in ("opt", "sar"):
+        with rasterio.open(f"{SCENE}_{kind}.tif") as src:
+            data, profile = src.read(), src.profile
+        reps = -(-size // data.shape[-1])
+        tiles = [[data[:, ::(-1 if i % 2 else 1), ::(-1 if j % 2 else 1)] for j in range(reps)] for i in range(reps)]
+        big = np.block(tiles) if reps > 1 else data
+        big = big[:, :size, :size]
+        path = out / f"s{size}_{kind}.tif"
+        with rasterio.open(path, "w", **(profile | {"width": size, "height": size})) as dst:
+            dst.write(big)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def run_measured(args: list[str]) -> tuple[dict, float, float]:
+    """Run this script's `--child` mode; sample the RSS of it (driver) and of its whole process tree."""
+    proc = psutil.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True)
+    peak_driver = peak_tree = 0
+    while proc.poll() is None:
+        try:
+            driver = proc.memory_info().rss
+            tree = driver + sum(c.memory_info().rss for c in proc.children(recursive=True))
+        except psutil.Error:
+            continue
+        peak_driver, peak_tree = max(peak_driver, driver), max(peak_tree, tree)
+        time.sleep(SAMPLE_EVERY_S)
+    out = proc.stdout.read()
+    if proc.returncode:
+        raise RuntimeError(f"child failed: {args}\n{out}")
+    return json.loads(out.strip().splitlines()[-1]), peak_driver / 2**20, peak_tree / 2**20
+
+
+def child(opt: str, sar: str, actors: int, out: str) -> None:
+    """One pipeline run, then the model alone on the same windows; prints one JSON line."""
+    from model import Registrar
+    from pipeline import PipelineConfig, ScenePair, register_pair
+    from pipeline.rasters import OpticalReader, SarReader
+    from pipeline.tiling import make_tiles
+
+    config = PipelineConfig(actors=actors, quicklook=False)
+    start = time.perf_counter()
+    result = register_pair(ScenePair("bench", (opt,), (sar,)), out, config)
+    end_to_end = time.perf_counter() - start
+    import torch
+
+    torch.set_num_threads(config.threads_per_actor * actors)
+    reg = Registrar.load()
+    optical = OpticalReader((opt,))
+    sar_reader = SarReader((sar,), optical.grid, config.margin)
+    windows = [t.window for t in make_tiles(optical.grid.height, optical.grid.width, config.tile_size,
+                                            config.overlap)]
+    tiles = [(optical.read(w)[0], sar_reader.read(w)) for w in windows]
+    start = time.perf_counter()
+    for i in range(0, len(tiles), config.batch_size):
+        batch = tiles[i:i + config.batch_size]
+        reg.register_batch([o for o, _ in batch], [s for _, s in batch])
+    model_only = time.perf_counter() - start
+    print(json.dumps({"tiles": result.tiles, "end_to_end_s": end_to_end, "model_only_s": model_only}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
+    parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        opt, sar, actors, out = args.child
+        child(opt, sar, int(actors), out)
+        return
+    print(f"{'scene':>6} {'actors':>6} {'tiles':>5} {'tiles/s':>8} {'model tiles/s':>13} {'overhead':>8} "
+          f"{'driver MiB':>10} {'all MiB':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            opt, sar = make_scene(size, Path(tmp))
+            for actors in args.actors:
+                out = Path(tmp) / f"out_{size}_{actors}"
+                r, driver, tree = run_measured([str(opt), str(sar), str(actors), str(out)])
+                print(f"{size:>6} {actors:>6} {r['tiles']:>5} {r['tiles'] / r['end_to_end_s']:>8.2f} "
+                      f"{r['tiles'] / r['model_only_s']:>13.2f} {r['end_to_end_s'] / r['model_only_s']:>8.2f} "
+                      f"{driver:>10.0f} {tree:>8.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Everything a scene-pair run depends on, in one typed place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """How to reach object storage (s3://): an endpoint for MinIO, Ceph or SeaweedFS; AWS when None.
+
+    Credentials default to the usual AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY environment variables.
+    """
+
+    endpoint_url: str | None = field(default_factory=lambda: os.environ.get("AWS_ENDPOINT_URL_S3"))
+    key: str | None = None
+    secret: str | None = None
+    region: str | None = None
+
+    def fsspec(self) -> dict:
+        """Options for s3fs / fsspec (xarray's `storage_options`)."""
+        opts: dict = {}
+        if self.key or self.secret:
+            opts.update(key=self.key, secret=self.secret)
+        if self.endpoint_url:
+            opts["client_kwargs"] = {"endpoint_url": self.endpoint_url}
+        return opts
+
+    def gdal(self) -> dict[str, str]:
+        """GDAL /vsis3/ settings: host:port without scheme, HTTPS and path-style addressing to match."""
+        if not self.endpoint_url:
+            return {}
+        url = urlparse(self.endpoint_url)
+        return {"AWS_S3_ENDPOINT": url.netloc, "AWS_HTTPS": "YES" if url.scheme == "https" else "NO",
+                "AWS_VIRTUAL_HOSTING": "FALSE"}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Tiling, the actor pool, quality thresholds and storage of `register_pair`."""
+
+    tile_size: int = 512
+    """Registration window, px (reference grid). Scenes smaller than this use one window of their size."""
+    overlap: int = 64
+    """Overlap of neighbouring windows, px: the blend zone. Chunks (and tile cores) are tile_size - overlap."""
+    margin: int = 64
+    """SAR read around each window, px: shifts up to this are recoverable when warping."""
+    actors: int = 1
+    """Ray actors, each holding one model."""
+    cpus_per_actor: float = 1.0
+    threads_per_actor: int = 1
+    """Torch threads in each actor; keep it fixed so results do not depend on the pool size."""
+    batch_size: int = 2
+    """Tiles per forward pass."""
+    retries: int = 1
+    """A failed batch is retried tile by tile this many times before a tile is marked failed."""
+    checkpoint: str | None = None
+    """SOMA checkpoint; None: the bundled one."""
+    device: str = "auto"
+    """Actor device: auto (cuda when the actor is given a GPU), cpu or cuda."""
+    min_valid_fraction: float = 0.05
+    """Windows where optical and SAR overlap on less than this share are `no_data` (no model call)."""
+    confident_certainty: float = 0.5
+    """A pixel is confident when its certainty is at least this."""
+    low_confidence_fraction: float = 0.3
+    """A tile whose confident share of valid pixels is below this is `low_confidence`."""
+    quicklook: bool = True
+    quicklook_size: int = 768
+    """Longest side of the quicklook panels, px."""
+    storage: StorageOptions = field(default_factory=StorageOptions)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlap < self.tile_size:
+            raise ValueError(f"overlap {self.overlap} must be in [0, tile_size {self.tile_size})")
+        if self.overlap % 2:
+            raise ValueError(f"overlap {self.overlap} must be even (half on each side of a tile's core)")
+        if self.actors < 1 or self.batch_size < 1:
+            raise ValueError("actors and batch_size must be at least 1")
+
+    @property
+    def chunk(self) -> int:
+        """Side of a tile's core, which is also the Zarr chunk."""
+        return self.tile_size - self.overlap

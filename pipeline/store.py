@@ -1,0 +1,180 @@
+"""The pair's Zarr v3 group (DESIGN.md): a template first, then one chunk region per tile, the tile table
+row by row, consolidated metadata and `complete = true` last."""
+
+from __future__ import annotations
+
+import datetime as dt
+import warnings
+from dataclasses import dataclass
+
+import dask.array as da
+import numpy as np
+import rioxarray  # noqa: F401 - registers the .rio accessor used to write the CRS
+import xarray as xr
+import zarr
+import zarr.storage
+
+from .config import StorageOptions
+from .quality import TileRecord, TileStatus
+from .rasters import Grid
+from .tiling import Tile
+
+SCALAR_COLUMNS = ("mean_certainty", "confident_fraction", "flow_median_px", "flow_p95_px", "similarity_before",
+                  "similarity_after", "seconds")
+LAYOUT_ATTRS = ("tile_size", "overlap", "height", "width", "sar_bands")
+"""Group attrs that must match for a rerun to continue an existing group."""
+
+
+class StoreMismatch(ValueError):
+    """An existing group at the output path was written with another layout."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What fixes the arrays' shapes and chunks."""
+
+    grid: Grid
+    tile_size: int
+    overlap: int
+    sar_bands: int
+    tiles: int
+
+    @property
+    def chunk(self) -> int:
+        return self.tile_size - self.overlap
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+class PairStore:
+    """Read and write one pair's group at `path` (local or s3://)."""
+
+    def __init__(self, path: str, storage: StorageOptions) -> None:
+        self.path = path
+        self.storage_options = storage.fsspec() if _is_remote(path) else None
+
+    def _store(self) -> zarr.storage.StoreLike:
+        if self.storage_options is not None:
+            return zarr.storage.FsspecStore.from_url(self.path, storage_options=self.storage_options)
+        return zarr.storage.LocalStore(self.path)
+
+    def _group(self, mode: str = "r+") -> zarr.Group:
+        return zarr.open_group(self._store(), mode=mode, zarr_format=3)
+
+    def exists(self) -> bool:
+        try:
+            self._group("r")
+            return True
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
+            return False
+
+    def attrs(self) -> dict:
+        return dict(self._group("r").attrs)
+
+    def is_complete(self) -> bool:
+        return self.exists() and bool(self.attrs().get("complete", False))
+
+    def status(self) -> np.ndarray:
+        """`(tiles,)` int8 status per tile (0 where not yet written)."""
+        return np.asarray(self._group("r")["tile_status"][:])
+
+    def create(self, layout: Layout, attrs: dict) -> None:
+        """Write the template (metadata only, no chunk data), or check an existing group has `layout`."""
+        expected = {"tile_size": layout.tile_size, "overlap": layout.overlap, "height": layout.grid.height,
+                    "width": layout.grid.width, "sar_bands": layout.sar_bands}
+        if self.exists():
+            found = {k: self.attrs().get(k) for k in LAYOUT_ATTRS}
+            if found != expected:
+                raise StoreMismatch(f"{self.path}: an existing group has layout {found}, this run needs {expected}; "
+                                    "remove it or write elsewhere")
+            return
+        self._template(layout).assign_attrs(**expected, **attrs, complete=False).to_zarr(
+            self._store(), mode="w-", compute=False, zarr_format=3, consolidated=False)
+
+    @staticmethod
+    def _template(layout: Layout) -> xr.Dataset:
+        g, c = layout.grid, layout.chunk
+        x, y = g.coordinates()
+        plane = lambda dtype: da.zeros((g.height, g.width), dtype=dtype, chunks=c)  # noqa: E731
+        px, py = g.pixel_size
+        n = layout.tiles
+        per_tile = lambda dtype, *extra: da.zeros((n, *extra), dtype=dtype, chunks=(1, *extra))  # noqa: E731
+        ds = xr.Dataset(
+            {
+                "flow_x": (("y", "x"), plane("float32"), {"units": "pixel", "pixel_size_m": px,
+                                                          "long_name": "flow along x: sar(p + flow) belongs at p"}),
+                "flow_y": (("y", "x"), plane("float32"), {"units": "pixel", "pixel_size_m": py,
+                                                          "long_name": "flow along y (rows, downwards)"}),
+                "certainty": (("y", "x"), plane("float32"), {"long_name": "P(flow error < 1 px)"}),
+                "valid": (("y", "x"), plane("bool"), {"long_name": "optical and co-registered SAR have data"}),
+                "sar_coregistered": (("band", "y", "x"),
+                                     da.zeros((layout.sar_bands, g.height, g.width), dtype="float32",
+                                              chunks=(1, c, c)),
+                                     {"long_name": "SAR resampled onto the optical grid and corrected by the flow"}),
+                "tile_window": (("tile", "box"), per_tile("int32", 4), {"long_name": "row, col, height, width"}),
+                "tile_core": (("tile", "box"), per_tile("int32", 4), {"long_name": "the tile's chunk"}),
+                "tile_status": (("tile",), per_tile("int8"), {
+                    "flag_values": [int(s) for s in TileStatus],
+                    "flag_meanings": " ".join(s.label for s in TileStatus)}),
+                "tile_error": (("tile",), np.full(n, "", dtype=object)),
+                "tile_affine": (("tile", "row", "column"), per_tile("float64", 2, 3),
+                                {"long_name": "window px -> SAR px"}),
+                **{f"tile_{k}": (("tile",), per_tile("float32")) for k in SCALAR_COLUMNS},
+            },
+            coords={"y": y, "x": x, "band": np.arange(1, layout.sar_bands + 1), "tile": np.arange(n)},
+        )
+        ds = ds.rio.write_crs(g.crs).rio.write_transform(g.transform)
+        ds["tile_error"].encoding["chunks"] = (1,)
+        for name in ("flow_x", "flow_y", "certainty", "valid", "sar_coregistered"):
+            ds[name].encoding["coordinates"] = "spatial_ref"  # so xr.open_zarr keeps it a coordinate
+        return ds
+
+    def write_tile(self, tile: Tile, flow: np.ndarray, certainty: np.ndarray, valid: np.ndarray,
+                   sar: np.ndarray, record: TileRecord) -> None:
+        """The tile's chunk region, then its table row (the row marks the tile written)."""
+        rows, cols = tile.core.slices
+        xr.Dataset({
+            "flow_x": (("y", "x"), flow[0]), "flow_y": (("y", "x"), flow[1]),
+            "certainty": (("y", "x"), certainty), "valid": (("y", "x"), valid),
+            "sar_coregistered": (("band", "y", "x"), sar),
+        }).to_zarr(self._store(), region={"y": rows, "x": cols}, consolidated=False)
+        self._write_row(record)
+
+    def _write_row(self, r: TileRecord) -> None:
+        row = slice(r.index, r.index + 1)
+        columns = {f"tile_{k}": (("tile",), np.array([getattr(r, k)], np.float32)) for k in SCALAR_COLUMNS}
+        data = xr.Dataset({
+            "tile_window": (("tile", "box"), np.array([r.window], np.int32)),
+            "tile_core": (("tile", "box"), np.array([r.core], np.int32)),
+            "tile_affine": (("tile", "row", "column"), np.array([r.affine], np.float64)),
+            "tile_error": (("tile",), np.array([r.error], dtype=object)),
+            **columns,
+        })
+        data.to_zarr(self._store(), region={"tile": row}, consolidated=False)
+        # the status goes last: a tile counts as written only once all of it is
+        xr.Dataset({"tile_status": (("tile",), np.array([int(r.status)], np.int8))}).to_zarr(
+            self._store(), region={"tile": row}, consolidated=False)
+
+    def finish(self, attrs: dict) -> None:
+        """Record `attrs`, consolidate the metadata, then mark the group complete."""
+        group = self._group()
+        group.attrs.update({**attrs, "finished": dt.datetime.now(dt.timezone.utc).isoformat()})
+        with warnings.catch_warnings():
+            # zarr notes that consolidated metadata is not (yet) in the v3 spec; DESIGN.md asks for it
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            zarr.consolidate_metadata(self._store())
+            self._group().attrs["complete"] = True
+            zarr.consolidate_metadata(self._store())
+
+
+def tile_table(ds: xr.Dataset) -> list[dict]:
+    """The tile table of an opened group as plain rows (for printing, artifacts and tests)."""
+    out = []
+    for i in range(ds.sizes["tile"]):
+        out.append({"tile": i, "status": TileStatus(int(ds.tile_status[i])).label, "error": str(ds.tile_error[i].values),
+                    "window": ds.tile_window[i].values.tolist(),
+                    **{k: float(ds[f"tile_{k}"][i]) for k in SCALAR_COLUMNS}})
+    return out
+
