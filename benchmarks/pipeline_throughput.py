@@ -23,6 +23,8 @@ from rasterio.transform import Affine
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = ROOT / "data" / "sample" / "scene" / "T11SMT_175-188"
 SAMPLE_EVERY_S = 0.2
+MODEL_ONLY_TILES = 8
+"""Windows the model alone registers to measure its rate (the same windows the pipeline registered first)."""
 
 
 def make_scene(size: int, out: Path) -> tuple[Path, Path]:
@@ -79,13 +81,14 @@ def child(opt: str, sar: str, actors: int, out: str) -> None:
     sar_reader = SarReader((sar,), optical.grid, config.margin)
     windows = [t.window for t in make_tiles(optical.grid.height, optical.grid.width, config.tile_size,
                                             config.overlap)]
-    tiles = [(optical.read(w)[0], sar_reader.read(w)) for w in windows]
+    tiles = [(optical.read(w)[0], sar_reader.read(w)) for w in windows[:MODEL_ONLY_TILES]]
     start = time.perf_counter()
     for i in range(0, len(tiles), config.batch_size):
         batch = tiles[i:i + config.batch_size]
         reg.register_batch([o for o, _ in batch], [s for _, s in batch])
     model_only = time.perf_counter() - start
-    print(json.dumps({"tiles": result.tiles, "end_to_end_s": end_to_end, "model_only_s": model_only}))
+    print(json.dumps({"tiles": result.tiles, "end_to_end_s": end_to_end,
+                      "model_only_s": model_only * result.tiles / len(tiles)}))
 
 
 def main() -> None:

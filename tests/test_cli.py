@@ -31,3 +31,14 @@ def test_train_without_data_root_says_how_to_give_it(monkeypatch):
     result = runner.invoke(app, ["train", "--steps", "1"])
     assert result.exit_code != 0
     assert "SOMA_DATA_ROOT" in result.output
+
+
+def test_bundled_checkpoint_recovers_a_known_shift_below_one_pixel():
+    from cli.demo import run_demo
+    from cli.main import SAMPLE_DIR
+    from model.registrar import BUNDLED_CHECKPOINT
+
+    assert BUNDLED_CHECKPOINT.is_file()  # the trained weights ship with the code
+    lines = []
+    rmse = run_demo(SAMPLE_DIR, (6.5, -4.25), None, lines.append)
+    assert rmse < 1.0, "\n".join(lines)
