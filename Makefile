@@ -17,14 +17,18 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+SCENE := data/sample/scene/T11SMT_175-188
+
 run: $(STAMP)
 	$(BIN)/soma demo
+	$(BIN)/soma register --optical $(SCENE)_opt.tif --sar $(SCENE)_sar.tif --output runs/demo --actors 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/model_speed.py
+	$(BIN)/python benchmarks/pipeline_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

