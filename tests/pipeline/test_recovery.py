@@ -37,8 +37,8 @@ def injected_flow(shift_px: np.ndarray, field: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 3: the shipped SOMA-lite checkpoint is not yet sub-pixel and its "
-                   "certainty is calibrated low (median 0.08), so few pixels are confident")
+@pytest.mark.xfail(strict=True, reason="issue 3: the shipped SOMA-lite's certainty is calibrated low, so no pixel "
+                   "is confident (>= 0.5); over valid pixels the recovered field's median error is 0.24 px")
 def test_register_recovers_an_injected_shift_and_field(ray_cluster, tmp_path):
     with rasterio.open(SCENE_SAR) as src:
         sar, profile = src.read().astype(np.float32), src.profile
