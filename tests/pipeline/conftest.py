@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+import numpy as np
 import pytest
+import rasterio
+from rasterio.warp import calculate_default_transform, reproject
 
 from tests.conftest import SAMPLE
 
@@ -25,3 +29,15 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=1 << 30, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+def rewrite_in_crs(source: Path, target: Path, crs: str) -> Path:
+    """`source` resampled (bilinear) into `crs` at `target`, NaN outside: a scene from another UTM zone."""
+    with rasterio.open(source) as src:
+        transform, w, h = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds)
+        with rasterio.open(target, "w", **(src.profile | {"crs": crs, "transform": transform, "width": w,
+                                                          "height": h, "nodata": np.nan})) as dst:
+            for b in src.indexes:
+                reproject(rasterio.band(src, b), rasterio.band(dst, b), dst_nodata=np.nan,
+                          resampling=rasterio.enums.Resampling.bilinear)
+    return target

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import rasterio
 import xarray as xr
-from rasterio.warp import calculate_default_transform, reproject
 
 from pipeline import PipelineConfig, ScenePair, TileStatus, register_pair
 from pipeline.store import tile_table
 from tests.conftest import SAMPLE
-from tests.pipeline.conftest import BEN_OPT, BEN_SAR
+from tests.pipeline.conftest import BEN_OPT, BEN_SAR, rewrite_in_crs
 
 PAIR_142 = ScenePair("142", (str(SAMPLE / "s1s2_volkov" / "142_opt.tif"),),
                      (str(SAMPLE / "s1s2_volkov" / "142_sar.tif"),))
@@ -69,14 +68,7 @@ def test_bigearthnet_units_go_through_without_scaling(ben_run):
 
 
 def test_sar_in_another_utm_zone_is_reprojected_and_registered(ben_run, tmp_path):
-    other = tmp_path / "sar_32N.tif"
-    with rasterio.open(BEN_SAR) as src:
-        transform, w, h = calculate_default_transform(src.crs, "EPSG:32632", src.width, src.height, *src.bounds)
-        with rasterio.open(other, "w", **(src.profile | {"crs": "EPSG:32632", "transform": transform, "width": w,
-                                                         "height": h, "nodata": np.nan})) as dst:
-            for b in src.indexes:
-                reproject(rasterio.band(src, b), rasterio.band(dst, b), dst_nodata=np.nan,
-                          resampling=rasterio.enums.Resampling.bilinear)
+    other = rewrite_in_crs(BEN_SAR, tmp_path / "sar_32N.tif", "EPSG:32632")
     result = register_pair(ScenePair("ben32", (str(BEN_OPT),), (str(other),)), str(tmp_path), FAST)
     moved, native = xr.open_zarr(result.store), xr.open_zarr(ben_run.store)
     both = moved.valid.values & native.valid.values

@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 import rasterio
-from rasterio.warp import calculate_default_transform, reproject
 
 from pipeline.rasters import OpticalReader, RasterError, SarReader
 from pipeline.tiling import Box, contributors, make_tiles
-from tests.pipeline.conftest import BEN_OPT, BEN_SAR, SCENE_OPT, SCENE_SAR
+from tests.pipeline.conftest import BEN_OPT, BEN_SAR, SCENE_OPT, SCENE_SAR, rewrite_in_crs
 
 
 def test_tiles_cover_the_grid_once_with_equal_windows():
@@ -34,15 +33,7 @@ def test_sar_on_the_reference_grid_equals_the_file_when_grids_match():
 
 def test_sar_from_another_utm_zone_lands_on_the_reference_grid(tmp_path):
     """BigEarthNet's SAR (UTM 33N) rewritten in UTM 32N comes back onto the 33N optical grid."""
-    other = tmp_path / "sar_32N.tif"
-    with rasterio.open(BEN_SAR) as src:
-        transform, w, h = calculate_default_transform(src.crs, "EPSG:32632", src.width, src.height, *src.bounds)
-        profile = src.profile | {"crs": "EPSG:32632", "transform": transform, "width": w, "height": h,
-                                 "nodata": np.nan}
-        with rasterio.open(other, "w", **profile) as dst:
-            for b in src.indexes:
-                reproject(rasterio.band(src, b), rasterio.band(dst, b), resampling=rasterio.enums.Resampling.bilinear,
-                          dst_nodata=np.nan)
+    other = rewrite_in_crs(BEN_SAR, tmp_path / "sar_32N.tif", "EPSG:32632")
     optical = OpticalReader((str(BEN_OPT),))
     native = SarReader((str(BEN_SAR),), optical.grid, margin=8).read(Box(0, 0, 120, 120))
     moved = SarReader((str(other),), optical.grid, margin=8).read(Box(0, 0, 120, 120))
