@@ -17,11 +17,10 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-SCENE := data/sample/scene/T11SMT_175-188
-
+# The bundled sample archive (data/sample/archive) through the Prefect flow; ends with recovered vs injected.
 run: $(STAMP)
 	$(BIN)/soma demo
-	$(BIN)/soma register --optical $(SCENE)_opt.tif --sar $(SCENE)_sar.tif --output runs/demo --actors 2
+	$(BIN)/soma run --output runs/archive --actors 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -157,5 +157,114 @@ def _summary(result) -> str:  # noqa: ANN001 - pipeline.PairResult, imported laz
     return "\n".join(lines)
 
 
+def _prefect_defaults() -> None:
+    """Embedded Prefect (no server configured): a patient temporary server and no analytics."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _bbox(text: str | None) -> list[float] | None:
+    if not text:
+        return None
+    values = [float(v) for v in text.split(",")]
+    if len(values) != 4 or values[0] >= values[2] or values[1] >= values[3]:
+        raise typer.BadParameter(f"{text!r}: expected west,south,east,north in degrees", param_hint="--bbox")
+    return values
+
+
+def _archive_table(rows: list[dict]) -> str:
+    """The per-pair quality table of a run."""
+    lines = [f"{'pair':<52} {'outcome':<10} {'ok':>3} {'low':>3} {'nodata':>6} {'fail':>4} {'certainty':>9} "
+             f"{'|flow| m':>8} {'sim gain':>8} {'s':>6}"]
+    for r in rows:
+        lines.append(f"{r['pair_id'][:52]:<52} {r['outcome']:<10} {r['tiles_ok']:>3} {r['tiles_low']:>3} "
+                     f"{r['tiles_no_data']:>6} {r['tiles_failed']:>4} {r['median_certainty']:>9.3f} "
+                     f"{r['median_flow_m']:>8.1f} {r['similarity_gain']:>+8.3f} {r['seconds']:>6.1f}"
+                     + (f"  {r['error']}" if r["error"] else ""))
+    return "\n".join(lines)
+
+
+def _recovery_report(output: str, rows: list[dict], truth: Path) -> str:
+    """Recovered vs injected misregistration per pair (the bundled sample's sidecar)."""
+    from flows.injected import recovery
+    from pipeline import store_path
+
+    lines = [f"{'pair':<52} {'injected':>8} {'error median':>12} {'rmse':>6} {'confident':>9}   (px, valid pixels)"]
+    for r in rows:
+        if r["outcome"] == "failed":
+            continue
+        sar_item = r["pair_id"].split("__", 1)[-1]
+        rec = recovery(store_path(output, r["pair_id"]), sar_item, truth)
+        if rec is not None:
+            lines.append(f"{rec.pair_id[:52]:<52} {rec.injected_rmse_px:>8.2f} {rec.error_median_px:>12.2f} "
+                         f"{rec.error_rmse_px:>6.2f} {rec.confident_share:>9.0%}")
+    return "\n".join(lines)
+
+
+ARCHIVE_HELP = "STAC archive: local folder or s3:// prefix (default: the bundled sample archive)"
+
+
+@app.command("run")
+def run_archive(
+    archive: str = typer.Option(None, help=ARCHIVE_HELP),
+    output: str = typer.Option("runs/archive", help="folder or s3:// prefix for PAIR_ID.zarr groups and Items"),
+    start: str = typer.Option(None, help="first Sentinel-2 acquisition time, ISO (inclusive)"),
+    end: str = typer.Option(None, help="last Sentinel-2 acquisition time, ISO (exclusive)"),
+    bbox: str = typer.Option(None, help="west,south,east,north in degrees"),
+    max_days: float = typer.Option(12, help="largest S1/S2 acquisition gap, days"),
+    min_overlap: float = typer.Option(0.3, help="smallest share of the S2 footprint the S1 scene must cover"),
+    actors: int = typer.Option(2, help="Ray actors, each holding one model"),
+    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
+    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
+    truth: Path = typer.Option(None, help="sidecar of injected misregistrations: print recovered vs injected "
+                                          "(default with the bundled archive: its sidecar)"),
+) -> None:
+    """Co-register every S1/S2 pair of an archive (a Prefect flow run); complete pairs are skipped."""
+    _prefect_defaults()
+    from flows.coregister import DEFAULT_ARCHIVE, coregister_archive
+    from flows.injected import SAMPLE_SIDECAR
+
+    summary = coregister_archive(archive or DEFAULT_ARCHIVE, output, start, end, _bbox(bbox), max_days, min_overlap,
+                                 actors, checkpoint=checkpoint, endpoint_url=endpoint_url)
+    _echo_summary(summary)
+    truth = truth or (SAMPLE_SIDECAR if archive is None else None)
+    if truth is not None and summary["rows"]:
+        typer.echo("\nrecovered vs injected misregistration:")
+        typer.echo(_recovery_report(output, summary["rows"], truth))
+
+
+@app.command()
+def backfill(
+    start: str = typer.Option(..., help="first Sentinel-2 acquisition time, ISO (inclusive)"),
+    end: str = typer.Option(..., help="end of the range, ISO (exclusive)"),
+    archive: str = typer.Option(None, help=ARCHIVE_HELP),
+    output: str = typer.Option("runs/archive", help="folder or s3:// prefix for PAIR_ID.zarr groups and Items"),
+    chunk_days: float = typer.Option(30, help="days per chunk; each finished chunk is remembered"),
+    bbox: str = typer.Option(None, help="west,south,east,north in degrees"),
+    max_days: float = typer.Option(12, help="largest S1/S2 acquisition gap, days"),
+    actors: int = typer.Option(2, help="Ray actors, each holding one model"),
+    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
+) -> None:
+    """Co-register an archive over a date range in chunks; a rerun skips finished chunks and pairs."""
+    _prefect_defaults()
+    from flows.coregister import DEFAULT_ARCHIVE
+    from flows.coregister import backfill as run
+
+    summary = run(archive or DEFAULT_ARCHIVE, output, start, end, chunk_days, _bbox(bbox), max_days,
+                  actors=actors, endpoint_url=endpoint_url)
+    typer.echo(f"{summary['chunks']} chunk(s), {summary['chunks_skipped']} finished before")
+    _echo_summary(summary)
+
+
+def _echo_summary(summary: dict) -> None:
+    typer.echo(_archive_table(summary["rows"]))
+    typer.echo(f"{summary['pairs']} pair(s): {summary['registered']} registered, {summary['skipped']} already "
+               f"complete, {summary['failed']} failed -> {summary['output']}")
+    for p in summary.get("problems", []):
+        typer.echo(f"skipped item {p['href']}: {p['problem']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

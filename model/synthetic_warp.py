@@ -133,3 +133,20 @@ def true_flow(mis: Misregistration, size: tuple[int, int]) -> tuple[np.ndarray, 
             q = torch.einsum("ij,bjhw->bihw", inv[:, :2], p - m) + inv[:, 2, None, None]
     flow = (q - p)[0].float()
     return flow.numpy(), inside(q.float(), size)[0].numpy()
+
+
+def shifted_file_flow(shift_px: tuple[float, float], field: np.ndarray) -> np.ndarray:
+    """The flow `(2, H, W)` that registers a SAR moved by `field` and then written with its geotransform
+    shifted by `shift_px` (reference px, +x east, +y south).
+
+    On the reference grid that file shows ``sar(p - s + w(p - s))`` at p, so the flow solves
+    ``f = s - w(p + f - s)`` (fixed-point iteration). `field` `(2, H, W)` px gives the grid (zeros: a pure shift).
+    """
+    size = field.shape[-2:]
+    p = cell_centres(*size, 1).unsqueeze(0).double()
+    w = torch.from_numpy(np.asarray(field, np.float32)).unsqueeze(0)
+    s = torch.tensor(shift_px, dtype=torch.float64).view(1, 2, 1, 1)
+    f = s.expand_as(p).clone()
+    for _ in range(INVERSION_ITERATIONS):
+        f = s - sample(w, (p + f - s).float(), size).double()
+    return f[0].float().numpy()

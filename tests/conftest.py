@@ -1,7 +1,9 @@
-"""Shared fixtures: the bundled real sample pairs (data/sample), read with rasterio."""
+"""Shared fixtures: the bundled real sample pairs (data/sample), a local Ray cluster, free loopback ports."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +41,23 @@ VOLKOV_187_Q1_OFFSET = next(q.offset for q in read_quadrants(SAMPLE) if q.pair_i
 def bigearthnet_pair() -> tuple[np.ndarray, np.ndarray]:
     """BigEarthNet 33UUP_87_48: optical uint16 reflectance (4, 120, 120), SAR float32 dB (2, 120, 120)."""
     return read(SAMPLE / "bigearthnet" / "33UUP_87_48_opt.tif"), read(SAMPLE / "bigearthnet" / "33UUP_87_48_sar.tif")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One real local Ray cluster (2 CPUs, loopback only) for the session."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=1 << 30, log_to_driver=False)
+    yield ray
+    ray.shutdown()

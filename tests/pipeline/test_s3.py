@@ -1,23 +1,16 @@
 """s3:// in and out: rasters read through GDAL /vsis3/ and the Zarr group written through s3fs, against a
 local S3 server (moto's, for speed; the flows' end-to-end tests use SeaweedFS)."""
 
-import socket
-
 import boto3
 import numpy as np
 import pytest
 import xarray as xr
 
 from pipeline import PipelineConfig, ScenePair, StorageOptions, register_pair
+from tests.conftest import free_port
 from tests.pipeline.conftest import BEN_OPT, BEN_SAR
 
 BUCKET = "archive"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture()

@@ -1,0 +1,231 @@
+"""Prefect flows: co-register an archive (`coregister_archive`) and a date range in chunks (`backfill`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
+
+from pipeline import PairResult, PipelineConfig, StorageOptions, register_pair, store_path
+from pipeline.store import PairStore
+
+from .archive import ItemProblem, filesystem, read_archive
+from .discovery import Bbox, DiscoveredPair, match_pairs, utc
+from .products import PairRow, item_href, pair_row, write_product_item
+
+DEFAULT_ARCHIVE = str(Path(__file__).resolve().parents[1] / "data" / "sample" / "archive")
+"""The embedded default: the bundled sample archive."""
+DEFAULT_OUTPUT = "runs/archive"
+STORAGE_RETRIES = 3
+REGISTER_RETRIES = 2
+BACKOFF_FACTOR_S = 2
+ARTIFACT_KEY = "coregistration-summary"
+BACKFILL_MARKERS = "_backfill"
+"""Folder under the output where each finished backfill chunk leaves a marker."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Storage and network errors worth retrying; bad input (ValueError: RasterError, StoreMismatch, ...) and
+    missing files are not. The cause chain counts (e.g. an `ArchiveError` raised from a connection error)."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, ValueError)):
+        return False
+    if isinstance(exc, (OSError, TimeoutError, ConnectionError)):
+        return True
+    if type(exc).__module__.split(".")[0] in {"botocore", "aiobotocore", "aiohttp", "urllib3"}:
+        return True
+    return exc.__cause__ is not None and is_transient(exc.__cause__)
+
+
+def _retry_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+    try:
+        state.result()
+    except BaseException as exc:  # noqa: BLE001 - the failed state re-raises the task's exception
+        return is_transient(exc)
+    return False
+
+
+@dataclass
+class ArchiveSummary:
+    """What one `coregister_archive` run did."""
+
+    archive: str
+    output: str
+    rows: list[PairRow] = field(default_factory=list)
+    problems: list[ItemProblem] = field(default_factory=list)
+    """Items of the archive that were skipped, and why."""
+    seconds: float = 0.0
+
+    def count(self, outcome: str) -> int:
+        return sum(r.outcome == outcome for r in self.rows)
+
+    def as_dict(self) -> dict:
+        return {"archive": self.archive, "output": self.output, "pairs": len(self.rows),
+                "registered": self.count("registered"), "skipped": self.count("skipped"),
+                "failed": self.count("failed"), "seconds": round(self.seconds, 1),
+                "rows": [r.as_dict() for r in self.rows], "problems": [asdict(p) for p in self.problems]}
+
+
+@task(retries=STORAGE_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
+def find_pairs(archive: str, start: dt.datetime | None, end: dt.datetime | None, bbox: Bbox | None,
+               max_days: float, min_overlap: float, storage: StorageOptions) -> tuple[list[DiscoveredPair],
+                                                                                         list[ItemProblem]]:
+    """Read the archive's Items and match Sentinel-2 scenes with Sentinel-1 scenes."""
+    listing = read_archive(archive, storage)
+    return match_pairs(listing.items, start, end, bbox, max_days, min_overlap), listing.problems
+
+
+@task(retries=REGISTER_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, task_run_name="register-{pair.pair_id}")
+def register(pair: DiscoveredPair, output: str, config: PipelineConfig) -> PairResult:
+    """One pair through the pipeline (resumes a partial group; tiles run on the Ray actor pool)."""
+    logger = get_run_logger()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        if done == total or time.monotonic() - last[0] > 10:
+            last[0] = time.monotonic()
+            logger.info("%s: %d/%d tiles", pair.pair_id, done, total)
+
+    return register_pair(pair.scene, output, config, progress)
+
+
+@task(retries=STORAGE_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, task_run_name="publish-{pair.pair_id}")
+def publish(pair: DiscoveredPair, result: PairResult, output: str, storage: StorageOptions) -> PairRow:
+    """The pair's table row, and its STAC Item beside the Zarr group (rewritten only when missing or new)."""
+    row = pair_row(result, storage)
+    fs, path = filesystem(item_href(output, pair.pair_id), storage)
+    if not result.already_complete or not fs.exists(path):
+        write_product_item(pair, result, row, output, storage)
+    return row
+
+
+def _skipped_result(pair: DiscoveredPair, output: str, storage: StorageOptions) -> PairResult | None:
+    """The result of a pair whose group is already complete (nothing to register), else None."""
+    path = store_path(output, pair.pair_id)
+    store = PairStore(path, storage)
+    if not store.is_complete():
+        return None
+    attrs = store.attrs()
+    counts = attrs.get("status_counts", {})
+    return PairResult(pair.pair_id, path, int(sum(counts.values())), counts, 0, 0.0, True,
+                      attrs.get("quicklook") or None)
+
+
+def _publish_table(summary: ArchiveSummary) -> None:
+    rows = [r.as_dict() for r in summary.rows]
+    create_table_artifact(rows or [{"pair_id": "(no pairs)"}], key=ARTIFACT_KEY,
+                          description=f"SOMA co-registration of {summary.archive} -> {summary.output}: "
+                                      f"{summary.count('registered')} registered, {summary.count('skipped')} "
+                                      f"already complete, {summary.count('failed')} failed")
+
+
+@flow(name="coregister-archive", log_prints=True)
+def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUTPUT, start: str | None = None,
+                       end: str | None = None, bbox: list[float] | None = None, max_days: float = 12,
+                       min_overlap: float = 0.3, actors: int = 1, tile_size: int = 512, overlap: int = 64,
+                       batch_size: int = 2, checkpoint: str | None = None, endpoint_url: str | None = None,
+                       lookback_days: float | None = None) -> dict:
+    """Discover the archive's S1/S2 pairs acquired in [start, end), skip complete ones, register the rest,
+    write a STAC Item per product and a quality table artifact; returns the summary (`ArchiveSummary`).
+
+    `lookback_days` (scheduled runs): when `start` is not given, start that many days before now.
+    """
+    started = time.perf_counter()
+    if start is None and lookback_days is not None:
+        start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=lookback_days)).isoformat()
+    logger = get_run_logger()
+    storage = StorageOptions(endpoint_url=endpoint_url) if endpoint_url else StorageOptions()
+    config = PipelineConfig(tile_size=tile_size, overlap=overlap, actors=actors, batch_size=batch_size,
+                            checkpoint=checkpoint, storage=storage)
+    area = tuple(bbox) if bbox else None
+    pairs, problems = find_pairs(archive, utc(start), utc(end), area, max_days, min_overlap, storage)
+    summary = ArchiveSummary(archive, output, problems=problems)
+    for p in problems:
+        logger.warning("skipped item %s: %s", p.href, p.problem)
+    logger.info("%d pair(s) in %s", len(pairs), archive)
+    for i, pair in enumerate(pairs, 1):
+        done = _skipped_result(pair, output, storage)
+        if done is not None:
+            logger.info("[%d/%d] %s: already complete", i, len(pairs), pair.pair_id)
+            result = done
+        else:
+            logger.info("[%d/%d] %s: registering", i, len(pairs), pair.pair_id)
+            state = register(pair, output, config, return_state=True)
+            if state.is_failed():
+                error = _error_text(state)
+                logger.error("%s failed: %s", pair.pair_id, error)
+                summary.rows.append(PairRow(pair.pair_id, "failed", error=error))
+                continue
+            result = state.result()
+        summary.rows.append(publish(pair, result, output, storage))
+    summary.seconds = time.perf_counter() - started
+    _publish_table(summary)
+    return summary.as_dict()
+
+
+def _error_text(state) -> str:  # noqa: ANN001 - a Prefect State
+    try:
+        state.result()
+    except BaseException as exc:  # noqa: BLE001 - the failed state re-raises the task's exception
+        return f"{type(exc).__name__}: {exc}"
+    return "failed"
+
+
+def date_chunks(start: dt.datetime, end: dt.datetime, chunk_days: float) -> list[tuple[dt.datetime, dt.datetime]]:
+    """[start, end) cut into consecutive half-open chunks of `chunk_days` (the last one shorter)."""
+    if chunk_days <= 0:
+        raise ValueError(f"chunk_days must be positive, got {chunk_days}")
+    if end <= start:
+        raise ValueError(f"end {end.isoformat()} must be after start {start.isoformat()}")
+    chunks, a = [], start
+    while a < end:
+        b = min(a + dt.timedelta(days=chunk_days), end)
+        chunks.append((a, b))
+        a = b
+    return chunks
+
+
+def chunk_marker(output: str, start: dt.datetime, end: dt.datetime) -> str:
+    return f"{output.rstrip('/')}/{BACKFILL_MARKERS}/{start:%Y%m%dT%H%M%S}_{end:%Y%m%dT%H%M%S}.json"
+
+
+@flow(name="backfill", log_prints=True)
+def backfill(archive: str, output: str, start: str, end: str, chunk_days: float = 30, bbox: list[float] | None = None,
+             max_days: float = 12, min_overlap: float = 0.3, actors: int = 1, tile_size: int = 512,
+             overlap: int = 64, batch_size: int = 2, checkpoint: str | None = None,
+             endpoint_url: str | None = None) -> dict:
+    """`coregister_archive` over [start, end) in chunks of `chunk_days`; a chunk whose pairs all finished leaves
+    a marker, so a rerun skips it (and, inside an unfinished chunk, complete pairs are skipped anyway)."""
+    logger = get_run_logger()
+    storage = StorageOptions(endpoint_url=endpoint_url) if endpoint_url else StorageOptions()
+    chunks = date_chunks(utc(start), utc(end), chunk_days)
+    done, summaries = 0, []
+    for a, b in chunks:
+        marker = chunk_marker(output, a, b)
+        fs, path = filesystem(marker, storage)
+        if fs.exists(path):
+            logger.info("chunk %s .. %s: finished before, skipped", a.date(), b.date())
+            done += 1
+            continue
+        logger.info("chunk %s .. %s", a.date(), b.date())
+        summary = coregister_archive(archive, output, a.isoformat(), b.isoformat(), bbox, max_days, min_overlap,
+                                     actors, tile_size, overlap, batch_size, checkpoint, endpoint_url)
+        summaries.append(summary)
+        if summary["failed"] == 0:
+            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            with fs.open(path, "w") as f:
+                json.dump(summary, f, indent=1)
+    rows = [r for s in summaries for r in s["rows"]]
+    return {"archive": archive, "output": output, "chunks": len(chunks), "chunks_skipped": done,
+            "pairs": len(rows), "registered": sum(r["outcome"] == "registered" for r in rows),
+            "skipped": sum(r["outcome"] == "skipped" for r in rows),
+            "failed": sum(r["outcome"] == "failed" for r in rows), "rows": rows}
