@@ -1,0 +1,41 @@
+"""Which errors the flows' tasks retry: transient storage errors yes, bad input no."""
+
+from __future__ import annotations
+
+import botocore.exceptions
+import pytest
+
+from flows.archive import ArchiveError
+from flows.coregister import is_transient
+from pipeline import RasterError
+
+
+@pytest.mark.parametrize("exc, retried", [
+    (ConnectionResetError("peer reset"), True),
+    (TimeoutError("read timed out"), True),
+    (OSError("HTTP 503 Slow Down"), True),
+    (botocore.exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), True),
+    (FileNotFoundError("s3://bucket/missing.tif"), False),
+    (PermissionError("AccessDenied"), False),
+    (RasterError("s3://bucket/x.tif: not a raster"), False),
+    (ValueError("end must be after start"), False),
+])
+def test_transient_errors_are_retried_and_bad_input_is_not(exc, retried):
+    assert is_transient(exc) is retried
+
+
+def test_a_wrapped_connection_error_is_transient_but_a_wrapped_bad_raster_is_not():
+    try:
+        try:
+            raise ConnectionRefusedError("endpoint down")
+        except ConnectionRefusedError as cause:
+            raise ArchiveError("s3://bucket/stac: cannot be listed") from cause
+    except ArchiveError as exc:
+        assert is_transient(exc)
+    try:
+        try:
+            raise OSError("truncated TIFF")
+        except OSError as cause:
+            raise RasterError("a.tif: truncated") from cause
+    except RasterError as exc:
+        assert not is_transient(exc)
