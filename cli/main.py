@@ -136,6 +136,28 @@ def register(
     typer.echo(_summary(result))
 
 
+@app.command()
+def check(
+    store: str = typer.Argument(..., help="a pair's Zarr group, local or s3://"),
+    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
+) -> None:
+    """Check a pair's group against its invariants (complete only when every tile has a status, tile data and
+    table rows agree, failed and no-data tiles hold no valid data); exit 1 if any is broken."""
+    import xarray as xr
+
+    from pipeline import StorageOptions
+    from pipeline.invariants import violations
+
+    options = StorageOptions(endpoint_url=endpoint_url).fsspec() if store.startswith("s3://") else None
+    ds = xr.open_zarr(store, consolidated=False, storage_options=options)
+    found = violations(ds)
+    state = "complete" if ds.attrs.get("complete") else "incomplete"
+    for line in found:
+        typer.echo(f"violation: {line}")
+    typer.echo(f"{store}: {state}, {ds.sizes['tile']} tiles, {len(found)} violation(s)")
+    raise typer.Exit(1 if found else 0)
+
+
 def _summary(result) -> str:  # noqa: ANN001 - pipeline.PairResult, imported lazily
     """The per-tile table of a finished pair, then one line of totals."""
     import xarray as xr
@@ -261,7 +283,8 @@ def backfill(
 def _echo_summary(summary: dict) -> None:
     typer.echo(_archive_table(summary["rows"]))
     typer.echo(f"{summary['pairs']} pair(s): {summary['registered']} registered, {summary['skipped']} already "
-               f"complete, {summary['failed']} failed -> {summary['output']}")
+               f"complete, {summary['failed']} failed")
+    typer.echo(f"outputs: {summary['output']} (per pair: PAIR.zarr, PAIR.quicklook.png, PAIR.json STAC Item)")
     for p in summary.get("problems", []):
         typer.echo(f"skipped item {p['href']}: {p['problem']}")
 

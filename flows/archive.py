@@ -140,6 +140,50 @@ def scene_item(item: pystac.Item) -> SceneItem:
                      _nodata(next(iter(assets.values()))), item.get_self_href() or "")
 
 
+def _check_times(data: dict) -> None:
+    """A clear error for an unparseable datetime (pystac would only say "month must be in 1..12")."""
+    properties = data.get("properties") or {}
+    for key in ("datetime", "start_datetime", "end_datetime"):
+        value = properties.get(key)
+        if isinstance(value, str):
+            try:
+                dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError as exc:
+                raise ValueError(f"bad {key} {value!r} ({exc})") from exc
+
+
+def _read_json(io: FsspecStacIO, href: str) -> dict:
+    data = json.loads(io.read_text(href))
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
+
+
+def _catalog_item_hrefs(io: FsspecStacIO, catalog: str, problems: list[ItemProblem]) -> list[str]:
+    """Item hrefs reachable from a static catalog through `child` and `item` links (an unreadable child is a
+    problem, not the end of the walk)."""
+    hrefs, stack, seen = [], [catalog], set()
+    while stack:
+        href = stack.pop()
+        if href in seen:
+            continue
+        seen.add(href)
+        try:
+            data = _read_json(io, href)
+        except (OSError, ValueError) as exc:
+            if href == catalog:
+                raise ArchiveError(f"{href}: not a readable STAC catalog ({type(exc).__name__}: {exc})") from exc
+            problems.append(ItemProblem(href, f"not a readable STAC catalog or collection ({exc})"))
+            continue
+        for link in data.get("links", []):
+            target = pystac.utils.make_absolute_href(link.get("href", ""), href)
+            if link.get("rel") == "child":
+                stack.append(target)
+            elif link.get("rel") == "item":
+                hrefs.append(target)
+    return sorted(hrefs)
+
+
 def read_archive(archive: str, storage: StorageOptions | None = None) -> ArchiveListing:
     """Every usable Sentinel-1/2 Item of `archive` (its `catalog.json`, else every Item JSON under it)."""
     storage = storage or StorageOptions()
@@ -149,31 +193,24 @@ def read_archive(archive: str, storage: StorageOptions | None = None) -> Archive
         has_catalog = fs.isfile(f"{root.rstrip('/')}/catalog.json")
         if not has_catalog and not fs.isdir(root):
             raise ArchiveError(f"{archive}: no such folder or prefix")
+        paths = [] if has_catalog else sorted(p for p in fs.find(root) if p.endswith(".json"))
     except (OSError, ValueError) as exc:
         raise ArchiveError(f"{archive}: cannot be listed ({type(exc).__name__}: {exc})") from exc
     listing = ArchiveListing()
     if has_catalog:
-        url = _url(fs, f"{root.rstrip('/')}/catalog.json", archive)
-        try:
-            catalog = pystac.Catalog.from_file(url, stac_io=io)
-            items = list(catalog.get_items(recursive=True))
-        except (pystac.STACError, KeyError, ValueError, json.JSONDecodeError, OSError) as exc:
-            raise ArchiveError(f"{url}: not a readable STAC catalog ({type(exc).__name__}: {exc})") from exc
-        pending = [(item.get_self_href() or url, item) for item in items]
+        hrefs = _catalog_item_hrefs(io, _url(fs, f"{root.rstrip('/')}/catalog.json", archive), listing.problems)
     else:
-        pending = []
-        for path in sorted(fs.find(root)):
-            if not path.endswith(".json"):
-                continue
-            href = _url(fs, path, archive)
-            try:
-                data = json.loads(io.read_text(href))
-                if not isinstance(data, dict) or data.get("type") != "Feature":
-                    continue  # a collection, catalog or unrelated JSON
-                pending.append((href, pystac.Item.from_dict(data, href=href, migrate=True)))
-            except (ValueError, KeyError, TypeError, pystac.STACError) as exc:
-                listing.problems.append(ItemProblem(href, f"not a readable STAC Item ({type(exc).__name__}: {exc})"))
-    for href, item in pending:
+        hrefs = [_url(fs, path, archive) for path in paths]
+    for href in hrefs:
+        try:
+            data = _read_json(io, href)
+            if data.get("type") != "Feature":
+                continue  # a collection, catalog or unrelated JSON found by listing
+            _check_times(data)
+            item = pystac.Item.from_dict(data, href=href, migrate=True)
+        except (OSError, ValueError, KeyError, TypeError, pystac.STACError) as exc:
+            listing.problems.append(ItemProblem(href, f"not a readable STAC Item ({type(exc).__name__}: {exc})"))
+            continue
         try:
             listing.items.append(scene_item(item))
         except (ValueError, TypeError, KeyError) as exc:

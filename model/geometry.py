@@ -47,13 +47,13 @@ def sample(image: torch.Tensor, points: torch.Tensor, full_size: tuple[int, int]
 
 def sample_nan_aware(image: torch.Tensor, points: torch.Tensor, full_size: tuple[int, int],
                      tolerance: float) -> torch.Tensor:
-    """Bilinear sample of `image` `(C, h, w)` (NaN = missing) at `points` `(1, 2, H', W')` -> `(C, H', W')`.
+    """Bilinear sample of `image` `(C, h, w)` (NaN or inf = missing) at `points` `(1, 2, H', W')` -> `(C, H', W')`.
 
     NaN wherever less than ``1 - tolerance`` of the bilinear support lies on valid pixels (outside the
-    image or touching a NaN).
+    image or touching a NaN or inf).
     """
-    valid = ~torch.isnan(image).any(dim=0, keepdim=True)
-    stack = torch.cat([torch.nan_to_num(image), valid.to(image.dtype)]).unsqueeze(0)
+    valid = torch.isfinite(image).all(dim=0, keepdim=True)
+    stack = torch.cat([torch.where(valid, image, torch.zeros_like(image)), valid.to(image.dtype)]).unsqueeze(0)
     out = sample(stack, points, full_size)[0]
     data, cover = out[:-1], out[-1]
     data[:, cover < 1 - tolerance] = float("nan")

@@ -48,6 +48,10 @@ def connect() -> None:
     ray.init(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, log_to_driver=False)
 
 
+ACTOR_RESTARTS = 3
+"""A dead actor (killed, out of memory, its node lost) is restarted this often, on any node with room."""
+
+
 class RegistrarActor:
     """Loads the model once; registers batches of same-size windows."""
 
@@ -61,7 +65,7 @@ class RegistrarActor:
 
     def describe(self) -> dict:
         return {"model": self.registrar.config.name, "checkpoint_sha256": self.registrar.checkpoint_sha256,
-                "device": str(self.registrar.device)}
+                "device": str(self.registrar.device), "node": ray.get_runtime_context().get_node_id()}
 
     def register(self, batch: list[TileInput]) -> list[TileOutput]:
         """Register `batch` in one forward pass; if that fails, tile by tile, so one bad tile fails alone."""
@@ -84,8 +88,8 @@ def start_pool(config: PipelineConfig) -> tuple[ActorPool, list, dict]:
     they hold."""
     connect()
     gpus = ray.cluster_resources().get("GPU", 0) >= 1
-    remote = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=1 if gpus else 0,
-                        max_restarts=1, max_task_retries=config.retries)(RegistrarActor)
+    remote = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=1 if gpus else 0, scheduling_strategy="SPREAD",
+                        max_restarts=ACTOR_RESTARTS, max_task_retries=config.retries)(RegistrarActor)
     device = config.device if config.device != "auto" else ("cuda" if gpus else "cpu")
     actors = [remote.remote(config.checkpoint, device, config.threads_per_actor) for _ in range(config.actors)]
     model = ray.get(actors[0].describe.remote())

@@ -17,15 +17,17 @@ class StorageOptions:
     endpoint_url: str | None = field(default_factory=lambda: os.environ.get("AWS_ENDPOINT_URL_S3"))
     key: str | None = None
     secret: str | None = None
-    region: str | None = None
+    region: str | None = field(default_factory=lambda: os.environ.get("AWS_REGION")
+                               or os.environ.get("AWS_DEFAULT_REGION"))
 
     def fsspec(self) -> dict:
         """Options for s3fs / fsspec (xarray's `storage_options`)."""
         opts: dict = {}
         if self.key or self.secret:
             opts.update(key=self.key, secret=self.secret)
-        if self.endpoint_url:
-            opts["client_kwargs"] = {"endpoint_url": self.endpoint_url}
+        client = {"endpoint_url": self.endpoint_url, "region_name": self.region}
+        if any(client.values()):
+            opts["client_kwargs"] = {k: v for k, v in client.items() if v}
         return opts
 
     def gdal(self) -> dict[str, str]:

@@ -22,7 +22,7 @@ from .quality import TileRecord, TileStatus, flow_statistics, structural_similar
 from .quicklook import write_quicklook
 from .rasters import OpticalReader, SarReader, raster_env
 from .scene import PairResult, ScenePair
-from .store import Layout, PairStore
+from .store import Layout, PairStore, check_output_prefix
 from .tiling import Tile, contributors, make_tiles
 
 PREFETCH_BATCHES_PER_ACTOR = 2
@@ -137,6 +137,7 @@ def register_pair(pair: ScenePair, output: str, config: PipelineConfig = Pipelin
     """Register `pair` into `{output}/{pair_id}.zarr`; a complete group is skipped, a partial one finished."""
     started = time.perf_counter()
     path = store_path(output, pair.pair_id)
+    check_output_prefix(output, config.storage)
     store = PairStore(path, config.storage)
     with raster_env(config.storage):
         if store.is_complete():
@@ -163,7 +164,7 @@ def _register(pair: ScenePair, config: PipelineConfig, optical: OpticalReader, s
     run = _Run(pair, config, optical, sar, store, tiles)
     status = store.status()
     pending = {t.index for t in tiles if status[t.index] == TileStatus.PENDING}
-    needed = sorted({i for p in pending for i in run.needs[p]})
+    needed = _whole_batches({i for p in pending for i in run.needs[p]}, config.batch_size, len(tiles))
     total = len(pending)
     model: dict = {}
     if needed:
@@ -180,19 +181,29 @@ def _register(pair: ScenePair, config: PipelineConfig, optical: OpticalReader, s
                       quicklook)
 
 
+def _whole_batches(windows: set[int], batch_size: int, count: int) -> list[int]:
+    """`windows` grown to whole fixed batches (tiles k*batch_size .. (k+1)*batch_size - 1): a window is then
+    always registered in the same batch, so a resumed or concurrent run writes exactly what one run writes."""
+    groups = {i // batch_size for i in windows}
+    return [i for g in sorted(groups) for i in range(g * batch_size, min((g + 1) * batch_size, count))]
+
+
 def _batches(run: _Run, tiles: list[Tile]) -> Iterator[list[TileInput]]:
-    """Fixed-size batches of window inputs in tile order (so results do not depend on the pool size), read
-    lazily; windows without data are recorded as such on the way."""
+    """The fixed batches (see `_whole_batches`) of window inputs in tile order, so results depend neither on
+    the pool size nor on what an earlier run finished; read lazily; windows without data are recorded as
+    such on the way and leave their batch one short."""
     batch: list[TileInput] = []
+    group = None
     for tile in tiles:
+        if batch and tile.index // run.config.batch_size != group:
+            yield batch
+            batch = []
+        group = tile.index // run.config.batch_size
         item = run.window_input(tile)
         if item is None:
             run.flows[tile.index] = None
             continue
         batch.append(item)
-        if len(batch) == run.config.batch_size:
-            yield batch
-            batch = []
     if batch:
         yield batch
 

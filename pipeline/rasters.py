@@ -15,7 +15,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioIOError
 from rasterio.session import AWSSession
-from rasterio.transform import Affine
+from rasterio.transform import Affine, array_bounds
+from rasterio.warp import transform_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -24,6 +25,10 @@ from .tiling import Box
 
 OPTICAL_BANDS_USED = 4
 """At most red, green, blue, nir are read; further bands are ignored."""
+SAR_BANDS_ACCEPTED = (1, 2)
+"""VV or VH, or both."""
+MIN_SCENE_PX = 64
+"""The model's smallest input side."""
 
 
 class RasterError(ValueError):
@@ -64,9 +69,21 @@ def raster_env(storage: StorageOptions) -> Iterator[None]:
 
 def _open(href: str) -> rasterio.io.DatasetReader:
     try:
-        return rasterio.open(href)
+        ds = rasterio.open(href)
     except RasterioIOError as exc:
         raise RasterError(f"{href}: cannot open as a raster ({exc})") from exc
+    kind = np.dtype(ds.dtypes[0]).kind
+    if kind not in "uif":
+        ds.close()
+        raise RasterError(f"{href}: data type {ds.dtypes[0]} is not usable (expected integer or float; complex "
+                          "SAR, e.g. SLC, must be detected to amplitude or dB first)")
+    try:  # a truncated file opens but fails on its last blocks: find out before anything is written
+        for row, col in ((0, 0), (ds.height - 1, ds.width - 1)):
+            ds.read(window=Window(col, row, 1, 1))
+    except RasterioIOError as exc:
+        ds.close()
+        raise RasterError(f"{href}: unreadable data, truncated or corrupt ({exc})") from exc
+    return ds
 
 
 class _Stack:
@@ -96,6 +113,9 @@ class OpticalReader(_Stack):
         if first.crs is None:
             raise RasterError(f"{hrefs[0]}: optical raster has no CRS; a georeferenced reference is required")
         self.grid = Grid(first.crs, first.transform, first.height, first.width)
+        if min(first.height, first.width) < MIN_SCENE_PX:
+            raise RasterError(f"{hrefs[0]}: scene is {first.height} x {first.width} px; the model needs at least "
+                              f"{MIN_SCENE_PX} x {MIN_SCENE_PX}")
         for href, ds in zip(hrefs[1:], self.datasets[1:]):
             if (ds.crs, ds.transform, ds.shape) != (first.crs, first.transform, first.shape):
                 raise RasterError(f"{href}: optical band is not on the grid of {hrefs[0]}")
@@ -140,6 +160,13 @@ class OpticalReader(_Stack):
         return np.stack(out)
 
 
+def _overlaps(ds: rasterio.io.DatasetReader, grid: Grid) -> bool:
+    """Whether `ds`'s bounds, taken into the reference CRS, intersect the reference grid's bounds."""
+    left, bottom, right, top = transform_bounds(ds.crs, grid.crs, *ds.bounds)
+    g_left, g_bottom, g_right, g_top = array_bounds(grid.height, grid.width, grid.transform)
+    return left < g_right and right > g_left and bottom < g_top and top > g_bottom
+
+
 class SarReader(_Stack):
     """The Sentinel-1 scene resampled onto the reference grid (any CRS or UTM zone), padded by `margin`
     so windows can be read with a margin around them; NaN where there is no data."""
@@ -157,6 +184,10 @@ class SarReader(_Stack):
                                        height=grid.height + 2 * margin, resampling=Resampling.bilinear,
                                        src_nodata=src_nodata, nodata=np.nan, dtype="float32"))
         self.bands = sum(ds.count for ds in self.datasets)
+        if self.bands not in SAR_BANDS_ACCEPTED:
+            raise RasterError(f"{', '.join(hrefs)}: SAR has {self.bands} bands; expected 1 (VV or VH) or 2 (VV, VH)")
+        if not any(_overlaps(ds, grid) for ds in self.datasets):
+            raise RasterError(f"{hrefs[0]}: SAR footprint does not overlap the optical scene")
 
     def close(self) -> None:
         for vrt in getattr(self, "vrts", []):

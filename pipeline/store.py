@@ -8,6 +8,7 @@ import warnings
 from dataclasses import dataclass
 
 import dask.array as da
+import fsspec
 import numpy as np
 import rioxarray  # noqa: F401 - registers the .rio accessor used to write the CRS
 import xarray as xr
@@ -48,6 +49,19 @@ def _is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
 
+ZARR_METADATA = ("zarr.json", ".zgroup", ".zarray")
+
+
+def check_output_prefix(output: str, storage: StorageOptions) -> None:
+    """Refuse an output prefix that is itself a Zarr group or array: pair groups go *inside* a plain folder or
+    prefix, never into someone else's store."""
+    fs, root = fsspec.core.url_to_fs(output, **(storage.fsspec() if _is_remote(output) else {}))
+    for name in ZARR_METADATA:
+        if fs.exists(f"{root.rstrip('/')}/{name}"):
+            raise StoreMismatch(f"{output}: is itself a Zarr store ({name}); give a folder or prefix to hold "
+                                "the pairs' groups")
+
+
 class PairStore:
     """Read and write one pair's group at `path` (local or s3://)."""
 
@@ -81,17 +95,26 @@ class PairStore:
         return np.asarray(self._group("r")["tile_status"][:])
 
     def create(self, layout: Layout, attrs: dict) -> None:
-        """Write the template (metadata only, no chunk data), or check an existing group has `layout`."""
-        expected = {"tile_size": layout.tile_size, "overlap": layout.overlap, "height": layout.grid.height,
-                    "width": layout.grid.width, "sar_bands": layout.sar_bands}
-        if self.exists():
-            found = {k: self.attrs().get(k) for k in LAYOUT_ATTRS}
-            if found != expected:
-                raise StoreMismatch(f"{self.path}: an existing group has layout {found}, this run needs {expected}; "
-                                    "remove it or write elsewhere")
-            return
-        self._template(layout).assign_attrs(**expected, **attrs, complete=False).to_zarr(
-            self._store(), mode="w-", compute=False, zarr_format=3, consolidated=False)
+        """Write the template (metadata only, no chunk data), or check an existing group has `layout`.
+
+        Safe against a concurrent run creating the same group: whoever loses the race checks the winner's layout.
+        """
+        if not self.exists():
+            template = self._template(layout).assign_attrs(**self._layout_attrs(layout), **attrs, complete=False)
+            try:
+                template.to_zarr(self._store(), mode="w-", compute=False, zarr_format=3, consolidated=False)
+                return
+            except (FileExistsError, zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError):
+                pass  # another run created it first
+        found = {k: self.attrs().get(k) for k in LAYOUT_ATTRS}
+        if found != self._layout_attrs(layout):
+            raise StoreMismatch(f"{self.path}: an existing group has layout {found}, this run needs "
+                                f"{self._layout_attrs(layout)}; remove it or write elsewhere")
+
+    @staticmethod
+    def _layout_attrs(layout: Layout) -> dict:
+        return {"tile_size": layout.tile_size, "overlap": layout.overlap, "height": layout.grid.height,
+                "width": layout.grid.width, "sar_bands": layout.sar_bands}
 
     @staticmethod
     def _template(layout: Layout) -> xr.Dataset:

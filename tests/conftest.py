@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from pathlib import Path
 
+import boto3
 import numpy as np
 import pytest
 import rasterio
@@ -61,3 +63,26 @@ def ray_cluster():
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=1 << 30, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+MOTO_BUCKET = "archive"
+
+
+@pytest.fixture()
+def moto_s3(monkeypatch):
+    """moto's S3 server on a free loopback port with one bucket (quick unit tests of s3:// paths): yields the
+    endpoint, a boto3 client and the server (a test may stop it)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket=MOTO_BUCKET)
+    yield endpoint, client, server
+    with contextlib.suppress(Exception):  # a test may have stopped it already
+        server.stop()

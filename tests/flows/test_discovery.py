@@ -12,6 +12,8 @@ from shapely.geometry import box
 from flows.archive import ArchiveError, SceneItem, read_archive
 from flows.coregister import DEFAULT_ARCHIVE, date_chunks
 from flows.discovery import discover_pairs, match_pairs, utc
+from pipeline import StorageOptions
+from tests.conftest import MOTO_BUCKET
 
 
 def scene(item_id: str, optical: bool, day: float, footprint=(0, 0, 1, 1)) -> SceneItem:
@@ -37,11 +39,25 @@ def test_the_bundled_catalog_gives_four_pairs_with_local_band_files():
     assert ben.pair_id == "S2_20170613_33UUP_87_48__S1_20170615_33UUP_87_48"
 
 
+def test_a_catalog_in_s3_gives_the_same_pairs_with_s3_hrefs(moto_s3):
+    endpoint, client, _ = moto_s3
+    root = Path(DEFAULT_ARCHIVE)
+    for path in root.rglob("*.json"):  # the Items and catalogs only: discovery reads no raster
+        client.upload_file(str(path), MOTO_BUCKET, f"stac/{path.relative_to(root)}")
+    pairs = discover_pairs(f"s3://{MOTO_BUCKET}/stac", storage=StorageOptions(endpoint_url=endpoint))
+    local = discover_pairs(DEFAULT_ARCHIVE)
+    assert [p.pair_id for p in pairs] == [p.pair_id for p in local]
+    ben = next(p for p in pairs if "33UUP" in p.pair_id)
+    assert ben.scene.sar == (f"s3://{MOTO_BUCKET}/stac/sentinel-1-grd/S1_20170615_33UUP_87_48/vv.tif",
+                             f"s3://{MOTO_BUCKET}/stac/sentinel-1-grd/S1_20170615_33UUP_87_48/vh.tif")
+
+
 def test_listing_a_prefix_without_catalog_reports_bad_items_and_keeps_the_rest(ben_archive):
     folder = ben_archive / "sentinel-2-l2a" / "S2_20170613_33UUP_87_48"
     good = json.loads((folder / "S2_20170613_33UUP_87_48.json").read_text())
     bad = {
         "no_date": good | {"id": "no_date", "properties": {}},
+        "bad_date": good | {"id": "bad_date", "properties": {"datetime": "2021-13-45T99:00:00Z"}},
         "bad_geometry": good | {"id": "bad_geometry", "geometry": {"type": "Polygon", "coordinates": [
             [[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}},  # a bow tie: self-intersecting
         "no_blue": good | {"id": "no_blue", "assets": {k: v for k, v in good["assets"].items() if k != "blue"}},
@@ -54,7 +70,8 @@ def test_listing_a_prefix_without_catalog_reports_bad_items_and_keeps_the_rest(b
     assert sorted(i.id for i in listing.items) == sorted(["S2_20170613_33UUP_87_48", "S1_20170615_33UUP_87_48",
                                                           "S2_20170807_29SND_56_35", "S1_20170810_29SND_56_35"])
     problems = {Path(p.href).stem: p.problem for p in listing.problems}
-    assert set(problems) == {"no_date", "bad_geometry", "no_blue", "escape", "broken"}
+    assert set(problems) == {"no_date", "bad_date", "bad_geometry", "no_blue", "escape", "broken"}
+    assert "bad datetime '2021-13-45T99:00:00Z'" in problems["bad_date"]
     assert "datetime" in problems["no_date"]
     assert "invalid" in problems["bad_geometry"]
     assert "blue" in problems["no_blue"]

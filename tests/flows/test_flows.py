@@ -15,6 +15,7 @@ from cli.main import app
 from flows.coregister import ARTIFACT_KEY, backfill, chunk_marker, coregister_archive
 from flows.discovery import utc
 from flows.injected import recovery
+from pipeline.invariants import violations
 
 PAIRS = {"S2_20170613_33UUP_87_48__S1_20170615_33UUP_87_48", "S2_20170807_29SND_56_35__S1_20170810_29SND_56_35"}
 
@@ -44,7 +45,7 @@ def test_soma_run_registers_each_pair_once_and_publishes_items_and_a_table(prefe
 
     for pair_id in PAIRS:
         ds = xr.open_zarr(out / f"{pair_id}.zarr")
-        assert ds.attrs["complete"] is True and ds.rio.crs.is_projected
+        assert ds.attrs["complete"] is True and ds.rio.crs.is_projected and violations(ds) == []
         item = json.loads((out / f"{pair_id}.json").read_text())
         assert item["id"] == pair_id and item["collection"] == "soma-s1-s2-coregistration"
         assert (out / item["assets"]["zarr"]["href"]).is_dir()
@@ -62,8 +63,8 @@ def test_soma_run_registers_each_pair_once_and_publishes_items_and_a_table(prefe
 
 
 @pytest.mark.slow
-def test_a_bad_pair_fails_alone(prefect_api, ray_cluster, ben_archive, tmp_path):
-    (ben_archive / "sentinel-1-grd" / "S1_20170810_29SND_56_35" / "vv.tif").write_bytes(b"not a tiff")
+def test_a_pair_with_a_missing_asset_fails_alone(prefect_api, ray_cluster, ben_archive, tmp_path):
+    (ben_archive / "sentinel-1-grd" / "S1_20170810_29SND_56_35" / "vv.tif").unlink()
     summary = coregister_archive(str(ben_archive), str(tmp_path / "out"), actors=1)
     outcomes = {r["pair_id"]: (r["outcome"], r["error"]) for r in summary["rows"]}
     assert outcomes["S2_20170613_33UUP_87_48__S1_20170615_33UUP_87_48"] == ("registered", "")

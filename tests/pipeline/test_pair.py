@@ -9,33 +9,18 @@ import rasterio
 import xarray as xr
 
 from pipeline import PipelineConfig, ScenePair, TileStatus, register_pair
+from pipeline.invariants import violations
 from pipeline.store import tile_table
 from tests.conftest import SAMPLE
-from tests.pipeline.conftest import BEN_OPT, BEN_SAR, rewrite_in_crs
+from tests.pipeline.conftest import BEN_OPT, BEN_SAR, FAST, PAIR_142, VARIABLES, arrays, rewrite_in_crs
 
-PAIR_142 = ScenePair("142", (str(SAMPLE / "s1s2_volkov" / "142_opt.tif"),),
-                     (str(SAMPLE / "s1s2_volkov" / "142_sar.tif"),))
 BEN = ScenePair("ben", (str(BEN_OPT),), (str(BEN_SAR),))
-VARIABLES = ("flow_x", "flow_y", "certainty", "valid", "sar_coregistered")
-FAST = PipelineConfig(quicklook=False)
-
-
-def arrays(store: str) -> dict[str, np.ndarray]:
-    ds = xr.open_zarr(store)
-    return {v: ds[v].values for v in VARIABLES}
 
 
 @pytest.fixture(scope="module")
 def ben_run(ray_cluster, tmp_path_factory):
     out = tmp_path_factory.mktemp("ben")
     return register_pair(BEN, str(out))
-
-
-@pytest.fixture(scope="module")
-def reference_142(ray_cluster, tmp_path_factory):
-    """Pair 142 (1024², 9 tiles) registered by one actor, uninterrupted."""
-    out = tmp_path_factory.mktemp("ref142")
-    return register_pair(PAIR_142, str(out), FAST)
 
 
 def test_output_reads_back_with_the_optical_grid_and_every_variable(ben_run):
@@ -98,7 +83,7 @@ def test_interrupted_run_resumes_without_rewriting_written_chunks(reference_142,
         register_pair(PAIR_142, str(tmp_path), FAST, progress=crash_after_three)
     store = tmp_path / "142.zarr"
     ds = xr.open_zarr(store, consolidated=False)
-    assert not ds.attrs["complete"]
+    assert not ds.attrs["complete"] and violations(ds) == []
     written = [i for i, s in enumerate(ds.tile_status.values) if s != TileStatus.PENDING]
     assert len(written) == 3
     chunk_files = [store / "flow_x" / "c" / str(r) / str(c)
@@ -111,5 +96,6 @@ def test_interrupted_run_resumes_without_rewriting_written_chunks(reference_142,
     ref, got = arrays(reference_142.store), arrays(str(store))
     for v in VARIABLES:
         np.testing.assert_array_equal(got[v], ref[v], err_msg=v)
+    assert violations(xr.open_zarr(store)) == []
     again = register_pair(PAIR_142, str(tmp_path), FAST)
     assert again.already_complete and again.written_tiles == 0

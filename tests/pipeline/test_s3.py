@@ -1,37 +1,17 @@
 """s3:// in and out: rasters read through GDAL /vsis3/ and the Zarr group written through s3fs, against a
 local S3 server (moto's, for speed; the flows' end-to-end tests use SeaweedFS)."""
 
-import boto3
 import numpy as np
 import pytest
 import xarray as xr
 
 from pipeline import PipelineConfig, ScenePair, StorageOptions, register_pair
-from tests.conftest import free_port
+from tests.conftest import MOTO_BUCKET as BUCKET
 from tests.pipeline.conftest import BEN_OPT, BEN_SAR
 
-BUCKET = "archive"
 
-
-@pytest.fixture()
-def s3(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint)
-    client.create_bucket(Bucket=BUCKET)
-    yield endpoint, client
-    server.stop()
-
-
-def test_pair_from_s3_to_s3(ray_cluster, s3):
-    endpoint, client = s3
+def test_pair_from_s3_to_s3(ray_cluster, moto_s3):
+    endpoint, client, _ = moto_s3
     for path in (BEN_OPT, BEN_SAR):
         client.upload_file(str(path), BUCKET, f"scenes/{path.name}")
     pair = ScenePair("ben", (f"s3://{BUCKET}/scenes/{BEN_OPT.name}",), (f"s3://{BUCKET}/scenes/{BEN_SAR.name}",))
@@ -48,8 +28,8 @@ def test_pair_from_s3_to_s3(ray_cluster, s3):
     assert again.already_complete
 
 
-def test_unreachable_object_names_the_url(ray_cluster, s3):
-    endpoint, _ = s3
+def test_unreachable_object_names_the_url(ray_cluster, moto_s3):
+    endpoint, _, _ = moto_s3
     pair = ScenePair("missing", (f"s3://{BUCKET}/nope/opt.tif",), (f"s3://{BUCKET}/nope/sar.tif",))
     with pytest.raises(ValueError, match="s3://archive/nope/opt.tif"):
         register_pair(pair, f"s3://{BUCKET}/out", PipelineConfig(storage=StorageOptions(endpoint_url=endpoint)))
