@@ -180,12 +180,18 @@ def _summary(result) -> str:  # noqa: ANN001 - pipeline.PairResult, imported laz
 
 
 def _prefect_defaults() -> None:
-    """Embedded Prefect (no server configured): a patient temporary server and no analytics."""
+    """Embedded Prefect (no server configured): a patient temporary server, no analytics, and its own database
+    per Prefect version (a database another Prefect version migrated makes the temporary server fail)."""
     import os
+    from importlib.metadata import version
 
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
+    if not os.environ.get("PREFECT_API_URL"):
+        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soma"
+        cache.mkdir(parents=True, exist_ok=True)
+        database = cache / f"prefect-{version('prefect')}.db"
+        os.environ.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{database}")
 
 def _bbox(text: str | None) -> list[float] | None:
     if not text:
