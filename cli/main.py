@@ -193,6 +193,7 @@ def _prefect_defaults() -> None:
         database = cache / f"prefect-{version('prefect')}.db"
         os.environ.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{database}")
 
+
 def _bbox(text: str | None) -> list[float] | None:
     if not text:
         return None
@@ -204,10 +205,11 @@ def _bbox(text: str | None) -> list[float] | None:
 
 def _archive_table(rows: list[dict]) -> str:
     """The per-pair quality table of a run."""
-    lines = [f"{'pair':<52} {'outcome':<10} {'ok':>3} {'low':>3} {'nodata':>6} {'fail':>4} {'certainty':>9} "
+    w = max([len(r["pair_id"]) for r in rows] + [4])
+    lines = [f"{'pair':<{w}} {'outcome':<10} {'ok':>3} {'low':>3} {'nodata':>6} {'fail':>4} {'certainty':>9} "
              f"{'|flow| m':>8} {'sim gain':>8} {'s':>6}"]
     for r in rows:
-        lines.append(f"{r['pair_id'][:52]:<52} {r['outcome']:<10} {r['tiles_ok']:>3} {r['tiles_low']:>3} "
+        lines.append(f"{r['pair_id']:<{w}} {r['outcome']:<10} {r['tiles_ok']:>3} {r['tiles_low']:>3} "
                      f"{r['tiles_no_data']:>6} {r['tiles_failed']:>4} {r['median_certainty']:>9.3f} "
                      f"{r['median_flow_m']:>8.1f} {r['similarity_gain']:>+8.3f} {r['seconds']:>6.1f}"
                      + (f"  {r['error']}" if r["error"] else ""))
@@ -219,14 +221,15 @@ def _recovery_report(output: str, rows: list[dict], truth: Path) -> str:
     from flows.injected import recovery
     from pipeline import store_path
 
-    lines = [f"{'pair':<52} {'injected':>8} {'error median':>12} {'rmse':>6} {'confident':>9}   (px, valid pixels)"]
+    w = max([len(r["pair_id"]) for r in rows] + [4])
+    lines = [f"{'pair':<{w}} {'injected':>8} {'error median':>12} {'rmse':>6} {'confident':>9}   (px, valid pixels)"]
     for r in rows:
         if r["outcome"] == "failed":
             continue
         sar_item = r["pair_id"].split("__", 1)[-1]
         rec = recovery(store_path(output, r["pair_id"]), sar_item, truth)
         if rec is not None:
-            lines.append(f"{rec.pair_id[:52]:<52} {rec.injected_rmse_px:>8.2f} {rec.error_median_px:>12.2f} "
+            lines.append(f"{rec.pair_id:<{w}} {rec.injected_rmse_px:>8.2f} {rec.error_median_px:>12.2f} "
                          f"{rec.error_rmse_px:>6.2f} {rec.confident_share:>9.0%}")
     return "\n".join(lines)
 
