@@ -1,8 +1,10 @@
 """Pipeline throughput and memory: tiles/s end to end vs the model alone on the same tiles (the overhead
-ratio), 1 vs 2 actors, and peak RSS (driver, and driver + actors) vs scene size.
+ratio), 1 vs 2 actors, on one Ray node or spread over simulated nodes, and peak RSS (driver, and driver +
+actors) vs scene size.
 
-Scenes are cut from (1024²) or tiled from (4096², mirrored 2 x 2) the bundled real 2048² scene.
-Usage: python benchmarks/pipeline_throughput.py [--sizes 1024 2048 4096] [--actors 1 2]
+Scenes are cut from (1024²) or tiled from (beyond 2048², mirrored copies) the bundled real 2048² scene;
+10980 is a full Sentinel-2 tile.
+Usage: python benchmarks/pipeline_throughput.py [--sizes 1024 2048 4096 10980] [--actors 1 2] [--nodes 1 2]
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import psutil
 import rasterio
-from rasterio.transform import Affine
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENE = ROOT / "data" / "sample" / "scene" / "T11SMT_175-188"
@@ -62,7 +63,25 @@ def run_measured(args: list[str]) -> tuple[dict, float, float]:
     return json.loads(out.strip().splitlines()[-1]), peak_driver / 2**20, peak_tree / 2**20
 
 
-def child(opt: str, sar: str, actors: int, out: str) -> None:
+def start_nodes(nodes: int) -> None:
+    """A simulated cluster of `nodes` Ray nodes on this machine sharing its cores (`ray.cluster_utils`)."""
+    import os
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    for key, value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_USAGE_STATS_ENABLED", "0"),
+                       ("RAY_AUTH_MODE", "disabled")):
+        os.environ.setdefault(key, value)
+    cpus = max(1, (os.cpu_count() or nodes) // nodes)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "include_dashboard": False})
+    for _ in range(nodes - 1):
+        cluster.add_node(num_cpus=cpus)
+    ray.init(address=cluster.address, log_to_driver=False)
+    cluster.wait_for_nodes()
+
+
+def child(opt: str, sar: str, actors: int, nodes: int, out: str) -> None:
     """One pipeline run, then the model alone on the same windows; prints one JSON line."""
     from model import Registrar
     from pipeline import PipelineConfig, ScenePair, register_pair
@@ -70,6 +89,8 @@ def child(opt: str, sar: str, actors: int, out: str) -> None:
     from pipeline.tiling import make_tiles
 
     config = PipelineConfig(actors=actors, quicklook=False)
+    if nodes > 1:
+        start_nodes(nodes)
     start = time.perf_counter()
     result = register_pair(ScenePair("bench", (opt,), (sar,)), out, config)
     end_to_end = time.perf_counter() - start
@@ -95,23 +116,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
     parser.add_argument("--actors", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1], help="simulated Ray nodes sharing the cores")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        opt, sar, actors, out = args.child
-        child(opt, sar, int(actors), out)
+        opt, sar, actors, nodes, out = args.child
+        child(opt, sar, int(actors), int(nodes), out)
         return
-    print(f"{'scene':>6} {'actors':>6} {'tiles':>5} {'tiles/s':>8} {'model tiles/s':>13} {'overhead':>8} "
-          f"{'driver MiB':>10} {'all MiB':>8}")
+    print(f"{'scene':>6} {'nodes':>5} {'actors':>6} {'tiles':>5} {'seconds':>8} {'tiles/s':>8} {'model tiles/s':>13} "
+          f"{'overhead':>8} {'driver MiB':>10} {'all MiB':>8}")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             opt, sar = make_scene(size, Path(tmp))
-            for actors in args.actors:
-                out = Path(tmp) / f"out_{size}_{actors}"
-                r, driver, tree = run_measured([str(opt), str(sar), str(actors), str(out)])
-                print(f"{size:>6} {actors:>6} {r['tiles']:>5} {r['tiles'] / r['end_to_end_s']:>8.2f} "
-                      f"{r['tiles'] / r['model_only_s']:>13.2f} {r['end_to_end_s'] / r['model_only_s']:>8.2f} "
-                      f"{driver:>10.0f} {tree:>8.0f}", flush=True)
+            for nodes in args.nodes:
+                for actors in args.actors:
+                    out = Path(tmp) / f"out_{size}_{nodes}_{actors}"
+                    r, driver, tree = run_measured([str(opt), str(sar), str(actors), str(nodes), str(out)])
+                    print(f"{size:>6} {nodes:>5} {actors:>6} {r['tiles']:>5} {r['end_to_end_s']:>8.0f} "
+                          f"{r['tiles'] / r['end_to_end_s']:>8.2f} {r['tiles'] / r['model_only_s']:>13.2f} "
+                          f"{r['end_to_end_s'] / r['model_only_s']:>8.2f} {driver:>10.0f} {tree:>8.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -161,23 +161,25 @@ def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUT
             logger.info("[%d/%d] %s: registering", i, len(pairs), pair.pair_id)
             state = register(pair, output, config, return_state=True)
             if state.is_failed():
-                error = _error_text(state)
-                logger.error("%s failed: %s", pair.pair_id, error)
-                summary.rows.append(PairRow(pair.pair_id, "failed", error=error))
+                summary.rows.append(_failed_row(pair, state, logger))
                 continue
             result = state.result()
-        summary.rows.append(publish(pair, result, output, storage))
+        state = publish(pair, result, output, storage, return_state=True)
+        summary.rows.append(_failed_row(pair, state, logger) if state.is_failed() else state.result())
     summary.seconds = time.perf_counter() - started
     _publish_table(summary)
     return summary.as_dict()
 
 
-def _error_text(state) -> str:  # noqa: ANN001 - a Prefect State
+def _failed_row(pair: DiscoveredPair, state, logger) -> PairRow:  # noqa: ANN001 - a Prefect State and logger
+    """The table row of a pair whose task failed (after its retries), with the error text."""
     try:
         state.result()
+        error = "failed"
     except BaseException as exc:  # noqa: BLE001 - the failed state re-raises the task's exception
-        return f"{type(exc).__name__}: {exc}"
-    return "failed"
+        error = f"{type(exc).__name__}: {exc}"
+    logger.error("%s failed: %s", pair.pair_id, error)
+    return PairRow(pair.pair_id, "failed", error=error)
 
 
 def date_chunks(start: dt.datetime, end: dt.datetime, chunk_days: float) -> list[tuple[dt.datetime, dt.datetime]]:
@@ -217,8 +219,10 @@ def backfill(archive: str, output: str, start: str, end: str, chunk_days: float 
             done += 1
             continue
         logger.info("chunk %s .. %s", a.date(), b.date())
-        summary = coregister_archive(archive, output, a.isoformat(), b.isoformat(), bbox, max_days, min_overlap,
-                                     actors, tile_size, overlap, batch_size, checkpoint, endpoint_url)
+        summary = coregister_archive(archive=archive, output=output, start=a.isoformat(), end=b.isoformat(),
+                                     bbox=bbox, max_days=max_days, min_overlap=min_overlap, actors=actors,
+                                     tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                                     checkpoint=checkpoint, endpoint_url=endpoint_url)
         summaries.append(summary)
         if summary["failed"] == 0:
             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)

@@ -46,7 +46,6 @@ def test_train_without_data_root_says_how_to_give_it(monkeypatch):
 def test_bundled_checkpoint_recovers_a_known_shift_below_one_pixel():
     from cli.demo import run_demo
     from cli.main import SAMPLE_DIR
-    from model.registrar import BUNDLED_CHECKPOINT
 
     lines = []
     rmse = run_demo(SAMPLE_DIR, (6.5, -4.25), None, lines.append)

@@ -80,7 +80,7 @@ def test_backfill_interrupted_after_one_chunk_resumes_with_the_rest(prefect_api,
     calls = []
 
     def crash_on_second_chunk(*args, **kwargs):
-        calls.append(args[2])
+        calls.append(kwargs["start"])
         if len(calls) == 2:
             raise KeyboardInterrupt("operator stopped the backfill")
         return real(*args, **kwargs)

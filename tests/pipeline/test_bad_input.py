@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from model.errors import CheckpointError
-from pipeline import PipelineConfig, RasterError, ScenePair, TileStatus, register_pair
+from pipeline import PipelineConfig, RasterError, ScenePair, register_pair
 from pipeline.invariants import violations
 from pipeline.store import StoreMismatch
 from tests.pipeline.conftest import BEN_OPT, BEN_SAR

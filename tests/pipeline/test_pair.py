@@ -11,7 +11,6 @@ import xarray as xr
 from pipeline import PipelineConfig, ScenePair, TileStatus, register_pair
 from pipeline.invariants import violations
 from pipeline.store import tile_table
-from tests.conftest import SAMPLE
 from tests.pipeline.conftest import BEN_OPT, BEN_SAR, FAST, PAIR_142, VARIABLES, arrays, rewrite_in_crs
 
 BEN = ScenePair("ben", (str(BEN_OPT),), (str(BEN_SAR),))
