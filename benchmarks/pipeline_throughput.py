@@ -10,6 +10,7 @@ Usage: python benchmarks/pipeline_throughput.py [--sizes 1024 2048 4096 10980] [
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import subprocess
 import sys
@@ -79,6 +80,7 @@ def start_nodes(nodes: int) -> None:
         cluster.add_node(num_cpus=cpus)
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
+    atexit.register(cluster.shutdown)  # its node processes would outlive this one otherwise
 
 
 def child(opt: str, sar: str, actors: int, nodes: int, out: str) -> None:

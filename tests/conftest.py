@@ -60,7 +60,9 @@ def ray_cluster():
     os.environ["RAY_AUTH_MODE"] = "disabled"
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=1 << 30, log_to_driver=False)
+    # address="local": always a new cluster, never one left running on this machine by another process
+    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=1 << 30,
+             log_to_driver=False)
     yield ray
     ray.shutdown()
 

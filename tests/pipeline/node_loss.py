@@ -3,6 +3,7 @@ cluster whose worker node is removed after two tiles. Usage: python -m tests.pip
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ NODE_CPUS = 2
 def main(output: str) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": NODE_CPUS, "include_dashboard": False,
                                                             "object_store_memory": 1 << 29})
+    atexit.register(cluster.shutdown)  # its node processes must not outlive this one, even on an error
     worker = cluster.add_node(num_cpus=NODE_CPUS, object_store_memory=1 << 29)
     ray.init(address=cluster.address, log_to_driver=False)
     cluster.wait_for_nodes()
@@ -46,7 +48,6 @@ def main(output: str) -> None:
                       "worker_had_an_actor": worker.node_id in placed.get("nodes", ()),
                       "nodes_alive_after": sum(n["Alive"] for n in ray.nodes())}))
     ray.shutdown()
-    cluster.shutdown()
 
 
 if __name__ == "__main__":
