@@ -4,6 +4,7 @@ row by row, consolidated metadata and `complete = true` last."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -22,6 +23,9 @@ from .tiling import Tile
 
 SCALAR_COLUMNS = ("mean_certainty", "confident_fraction", "flow_median_px", "flow_p95_px", "similarity_before",
                   "similarity_after", "seconds")
+TEMPLATE_WAIT_S = 60
+"""How long a run waits for a template another run is writing at the same time."""
+TEMPLATE_POLL_S = 0.2
 LAYOUT_ATTRS = ("tile_size", "overlap", "height", "width", "sar_bands")
 """Group attrs that must match for a rerun to continue an existing group."""
 
@@ -110,6 +114,17 @@ class PairStore:
         if found != self._layout_attrs(layout):
             raise StoreMismatch(f"{self.path}: an existing group has layout {found}, this run needs "
                                 f"{self._layout_attrs(layout)}; remove it or write elsewhere")
+        self._wait_for_template(set(self._template(layout).variables))
+
+    def _wait_for_template(self, names: set[str]) -> None:
+        """Wait until every array of the template exists: a concurrent run may still be writing it."""
+        deadline = time.monotonic() + TEMPLATE_WAIT_S
+        while not names <= set(self._group("r").array_keys()):
+            if time.monotonic() > deadline:
+                missing = sorted(names - set(self._group("r").array_keys()))
+                raise StoreMismatch(f"{self.path}: an existing group lacks arrays {missing} after "
+                                    f"{TEMPLATE_WAIT_S} s; it is not a complete SOMA template")
+            time.sleep(TEMPLATE_POLL_S)
 
     @staticmethod
     def _layout_attrs(layout: Layout) -> dict:
