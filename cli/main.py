@@ -148,7 +148,7 @@ def check(
     from pipeline import StorageOptions
     from pipeline.invariants import violations
 
-    options = StorageOptions(endpoint_url=endpoint_url).fsspec() if store.startswith("s3://") else None
+    options = StorageOptions(endpoint_url=endpoint_url).for_url(store) or None
     ds = xr.open_zarr(store, consolidated=False, storage_options=options)
     found = violations(ds)
     state = "complete" if ds.attrs.get("complete") else "incomplete"

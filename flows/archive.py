@@ -79,17 +79,14 @@ class FsspecStacIO(pystac.StacIO):
         super().__init__()
         self.storage = storage
 
-    def _options(self, href: str) -> dict:
-        return self.storage.fsspec() if href.startswith("s3://") else {}
-
     def read_text(self, source: str | pystac.Link, *args, **kwargs) -> str:  # noqa: ANN002, ANN003 - pystac API
         href = source.href if isinstance(source, pystac.Link) else str(source)
-        with fsspec.open(href, "rt", **self._options(href)) as f:
+        with fsspec.open(href, "rt", **self.storage.for_url(href)) as f:
             return f.read()
 
     def write_text(self, dest: str | pystac.Link, txt: str, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
         href = dest.href if isinstance(dest, pystac.Link) else str(dest)
-        fs, path = fsspec.core.url_to_fs(href, **self._options(href))
+        fs, path = filesystem(href, self.storage)
         fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         with fs.open(path, "w") as f:
             f.write(txt)
@@ -97,7 +94,7 @@ class FsspecStacIO(pystac.StacIO):
 
 def filesystem(url: str, storage: StorageOptions) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem and path of a local path or s3:// URL."""
-    return fsspec.core.url_to_fs(url, **(storage.fsspec() if url.startswith("s3://") else {}))
+    return fsspec.core.url_to_fs(url, **storage.for_url(url))
 
 
 def _url(fs: fsspec.AbstractFileSystem, path: str, like: str) -> str:

@@ -13,8 +13,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from pipeline import PairResult, PipelineConfig, StorageOptions, register_pair, store_path
-from pipeline.store import PairStore
+from pipeline import PairResult, PipelineConfig, StorageOptions, completed_result, register_pair
 
 from .archive import ItemProblem, filesystem, read_archive
 from .discovery import Bbox, DiscoveredPair, match_pairs, utc
@@ -43,12 +42,28 @@ def is_transient(exc: BaseException) -> bool:
     return exc.__cause__ is not None and is_transient(exc.__cause__)
 
 
-def _retry_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+def _exception(state) -> BaseException | None:  # noqa: ANN001 - a Prefect State
+    """The exception a failed task state holds (its `result()` re-raises it), or None."""
     try:
         state.result()
-    except BaseException as exc:  # noqa: BLE001 - the failed state re-raises the task's exception
-        return is_transient(exc)
-    return False
+    except BaseException as exc:  # noqa: BLE001 - whatever the task raised
+        return exc
+    return None
+
+
+def _retry_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+    exc = _exception(state)
+    return exc is not None and is_transient(exc)
+
+
+def _storage(endpoint_url: str | None) -> StorageOptions:
+    """Storage settings with `endpoint_url` when given, else from the environment (AWS_ENDPOINT_URL_S3)."""
+    return StorageOptions(endpoint_url=endpoint_url) if endpoint_url else StorageOptions()
+
+
+def _tally(outcomes: list[str]) -> dict[str, int]:
+    """Pairs registered, skipped (already complete) and failed."""
+    return {k: sum(o == k for o in outcomes) for k in ("registered", "skipped", "failed")}
 
 
 @dataclass
@@ -62,13 +77,9 @@ class ArchiveSummary:
     """Items of the archive that were skipped, and why."""
     seconds: float = 0.0
 
-    def count(self, outcome: str) -> int:
-        return sum(r.outcome == outcome for r in self.rows)
-
     def as_dict(self) -> dict:
         return {"archive": self.archive, "output": self.output, "pairs": len(self.rows),
-                "registered": self.count("registered"), "skipped": self.count("skipped"),
-                "failed": self.count("failed"), "seconds": round(self.seconds, 1),
+                **_tally([r.outcome for r in self.rows]), "seconds": round(self.seconds, 1),
                 "rows": [r.as_dict() for r in self.rows], "problems": [asdict(p) for p in self.problems]}
 
 
@@ -108,24 +119,13 @@ def publish(pair: DiscoveredPair, result: PairResult, output: str, storage: Stor
     return row
 
 
-def _skipped_result(pair: DiscoveredPair, output: str, storage: StorageOptions) -> PairResult | None:
-    """The result of a pair whose group is already complete (nothing to register), else None."""
-    path = store_path(output, pair.pair_id)
-    store = PairStore(path, storage)
-    if not store.is_complete():
-        return None
-    attrs = store.attrs()
-    counts = attrs.get("status_counts", {})
-    return PairResult(pair.pair_id, path, int(sum(counts.values())), counts, 0, 0.0, True,
-                      attrs.get("quicklook") or None)
-
-
 def _publish_table(summary: ArchiveSummary) -> None:
     rows = [r.as_dict() for r in summary.rows]
+    n = _tally([r.outcome for r in summary.rows])
     create_table_artifact(rows or [{"pair_id": "(no pairs)"}], key=ARTIFACT_KEY,
                           description=f"SOMA co-registration of {summary.archive} -> {summary.output}: "
-                                      f"{summary.count('registered')} registered, {summary.count('skipped')} "
-                                      f"already complete, {summary.count('failed')} failed")
+                                      f"{n['registered']} registered, {n['skipped']} already complete, "
+                                      f"{n['failed']} failed")
 
 
 @flow(name="coregister-archive", log_prints=True)
@@ -143,7 +143,7 @@ def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUT
     if start is None and lookback_days is not None:
         start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=lookback_days)).isoformat()
     logger = get_run_logger()
-    storage = StorageOptions(endpoint_url=endpoint_url) if endpoint_url else StorageOptions()
+    storage = _storage(endpoint_url)
     config = PipelineConfig(tile_size=tile_size, overlap=overlap, actors=actors, batch_size=batch_size,
                             checkpoint=checkpoint, storage=storage)
     area = tuple(bbox) if bbox else None
@@ -153,7 +153,7 @@ def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUT
         logger.warning("skipped item %s: %s", p.href, p.problem)
     logger.info("%d pair(s) in %s", len(pairs), archive)
     for i, pair in enumerate(pairs, 1):
-        done = _skipped_result(pair, output, storage)
+        done = completed_result(pair.pair_id, output, storage)
         if done is not None:
             logger.info("[%d/%d] %s: already complete", i, len(pairs), pair.pair_id)
             result = done
@@ -173,11 +173,8 @@ def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUT
 
 def _failed_row(pair: DiscoveredPair, state, logger) -> PairRow:  # noqa: ANN001 - a Prefect State and logger
     """The table row of a pair whose task failed (after its retries), with the error text."""
-    try:
-        state.result()
-        error = "failed"
-    except BaseException as exc:  # noqa: BLE001 - the failed state re-raises the task's exception
-        error = f"{type(exc).__name__}: {exc}"
+    exc = _exception(state)
+    error = f"{type(exc).__name__}: {exc}" if exc is not None else "failed"
     logger.error("%s failed: %s", pair.pair_id, error)
     return PairRow(pair.pair_id, "failed", error=error)
 
@@ -208,7 +205,7 @@ def backfill(archive: str, output: str, start: str, end: str, chunk_days: float 
     """`coregister_archive` over [start, end) in chunks of `chunk_days`; a chunk whose pairs all finished leaves
     a marker, so a rerun skips it (and, inside an unfinished chunk, complete pairs are skipped anyway)."""
     logger = get_run_logger()
-    storage = StorageOptions(endpoint_url=endpoint_url) if endpoint_url else StorageOptions()
+    storage = _storage(endpoint_url)
     chunks = date_chunks(utc(start), utc(end), chunk_days)
     done, summaries = 0, []
     for a, b in chunks:
@@ -230,6 +227,4 @@ def backfill(archive: str, output: str, start: str, end: str, chunk_days: float 
                 json.dump(summary, f, indent=1)
     rows = [r for s in summaries for r in s["rows"]]
     return {"archive": archive, "output": output, "chunks": len(chunks), "chunks_skipped": done,
-            "pairs": len(rows), "registered": sum(r["outcome"] == "registered" for r in rows),
-            "skipped": sum(r["outcome"] == "skipped" for r in rows),
-            "failed": sum(r["outcome"] == "failed" for r in rows), "rows": rows}
+            "pairs": len(rows), **_tally([r["outcome"] for r in rows]), "rows": rows}

@@ -47,8 +47,7 @@ class PairRow:
 
 def open_product(store: str, storage: StorageOptions) -> xr.Dataset:
     """A pair's Zarr group as xarray (lazy)."""
-    options = storage.fsspec() if store.startswith("s3://") else None
-    return xr.open_zarr(store, storage_options=options)
+    return xr.open_zarr(store, storage_options=storage.for_url(store) or None)
 
 
 def pair_row(result: PairResult, storage: StorageOptions) -> PairRow:

@@ -4,10 +4,10 @@ Imports `model`; never Prefect.
 """
 
 from .config import PipelineConfig, StorageOptions
-from .pair import register_pair, store_path
+from .pair import completed_result, register_pair, store_path
 from .quality import TileStatus
 from .rasters import RasterError
 from .scene import PairResult, ScenePair
 
-__all__ = ["PairResult", "PipelineConfig", "RasterError", "ScenePair", "StorageOptions", "TileStatus",
+__all__ = ["PairResult", "completed_result", "PipelineConfig", "RasterError", "ScenePair", "StorageOptions", "TileStatus",
            "register_pair", "store_path"]

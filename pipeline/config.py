@@ -7,6 +7,11 @@ from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 
+def is_remote(url: str) -> bool:
+    """Whether `url` names object storage (any scheme but file://) rather than a local path."""
+    return "://" in url and not url.startswith("file://")
+
+
 @dataclass(frozen=True)
 class StorageOptions:
     """How to reach object storage (s3://): an endpoint for MinIO, Ceph or SeaweedFS; AWS when None.
@@ -29,6 +34,10 @@ class StorageOptions:
         if any(client.values()):
             opts["client_kwargs"] = {k: v for k, v in client.items() if v}
         return opts
+
+    def for_url(self, url: str) -> dict:
+        """fsspec options for `url`: these settings for object storage, none for a local path."""
+        return self.fsspec() if is_remote(url) else {}
 
     def gdal(self) -> dict[str, str]:
         """GDAL /vsis3/ settings: host:port without scheme, HTTPS and path-style addressing to match."""

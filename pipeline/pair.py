@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from importlib import metadata
 from typing import Callable, Iterator
 
@@ -17,7 +17,7 @@ from model.registrar import warp_numpy
 
 from .actors import TileInput, TileOutput, start_pool, stop_pool
 from .blend import TileFlow, blend
-from .config import PipelineConfig
+from .config import PipelineConfig, StorageOptions
 from .quality import TileRecord, TileStatus, flow_statistics, structural_similarity
 from .quicklook import write_quicklook
 from .rasters import OpticalReader, SarReader, raster_env
@@ -132,18 +132,29 @@ def _sar_image(sar: np.ndarray) -> np.ndarray:
     return prepare_sar(sar).image[0]
 
 
+def completed_result(pair_id: str, output: str, storage: StorageOptions) -> PairResult | None:
+    """The result of a pair whose group at `{output}/{pair_id}.zarr` is already complete (nothing left to
+    register), read from the group; None when it is not complete."""
+    path = store_path(output, pair_id)
+    store = PairStore(path, storage)
+    if not store.is_complete():
+        return None
+    counts = Counter(TileStatus(int(s)).label for s in store.status())
+    return PairResult(pair_id, path, int(sum(counts.values())), dict(counts), 0, 0.0, True,
+                      store.attrs().get("quicklook") or None)
+
+
 def register_pair(pair: ScenePair, output: str, config: PipelineConfig = PipelineConfig(),
                   progress: Progress | None = None) -> PairResult:
     """Register `pair` into `{output}/{pair_id}.zarr`; a complete group is skipped, a partial one finished."""
     started = time.perf_counter()
     path = store_path(output, pair.pair_id)
     check_output_prefix(output, config.storage)
+    done = completed_result(pair.pair_id, output, config.storage)
+    if done is not None:
+        return replace(done, seconds=time.perf_counter() - started)
     store = PairStore(path, config.storage)
     with raster_env(config.storage):
-        if store.is_complete():
-            counts = Counter(TileStatus(int(s)).label for s in store.status())
-            return PairResult(pair.pair_id, path, int(sum(counts.values())), dict(counts), 0,
-                              time.perf_counter() - started, True, store.attrs().get("quicklook"))
         optical = OpticalReader(pair.optical, pair.optical_nodata)
         sar = SarReader(pair.sar, optical.grid, config.margin, pair.sar_nodata)
         try:

@@ -35,7 +35,7 @@ def write_quicklook(store: str, optical: OpticalReader, sar: SarReader, config: 
     scale = config.quicklook_size / max(grid.height, grid.width)
     step = max(int(np.ceil(1 / scale)), 1)
     ds = xr.open_zarr(store, consolidated=False,
-                      storage_options=config.storage.fsspec() if "://" in store else None)
+                      storage_options=config.storage.for_url(store) or None)
     sub = ds.isel(y=slice(None, None, step), x=slice(None, None, step))
     h, w = sub.sizes["y"], sub.sizes["x"]
     grey = prepare_optical(optical.overview(h, w)).image.mean(axis=0)
@@ -61,6 +61,6 @@ def write_quicklook(store: str, optical: OpticalReader, sar: SarReader, config: 
     fig.savefig(buffer, format="png", dpi=80)
     plt.close(fig)
     path = store.removesuffix(".zarr") + ".quicklook.png"
-    with fsspec.open(path, "wb", **(config.storage.fsspec() if "://" in path else {})) as f:
+    with fsspec.open(path, "wb", **config.storage.for_url(path)) as f:
         f.write(buffer.getvalue())
     return path

@@ -16,7 +16,7 @@ import xarray as xr
 import zarr
 import zarr.storage
 
-from .config import StorageOptions
+from .config import StorageOptions, is_remote
 from .quality import TileRecord, TileStatus
 from .rasters import Grid
 from .tiling import Tile
@@ -49,17 +49,13 @@ class Layout:
         return self.tile_size - self.overlap
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
 ZARR_METADATA = ("zarr.json", ".zgroup", ".zarray")
 
 
 def check_output_prefix(output: str, storage: StorageOptions) -> None:
     """Refuse an output prefix that is itself a Zarr group or array: pair groups go *inside* a plain folder or
     prefix, never into someone else's store."""
-    fs, root = fsspec.core.url_to_fs(output, **(storage.fsspec() if _is_remote(output) else {}))
+    fs, root = fsspec.core.url_to_fs(output, **storage.for_url(output))
     for name in ZARR_METADATA:
         if fs.exists(f"{root.rstrip('/')}/{name}"):
             raise StoreMismatch(f"{output}: is itself a Zarr store ({name}); give a folder or prefix to hold "
@@ -71,7 +67,7 @@ class PairStore:
 
     def __init__(self, path: str, storage: StorageOptions) -> None:
         self.path = path
-        self.storage_options = storage.fsspec() if _is_remote(path) else None
+        self.storage_options = storage.fsspec() if is_remote(path) else None
 
     def _store(self) -> zarr.storage.StoreLike:
         if self.storage_options is not None:
