@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU figures in one prepared run (installs nothing; needs the project's .venv with a CUDA torch, or any
 # Python with the package installed). Prints: the GPU, model-only pairs/s at 256² and 512² (CPU and CUDA,
-# batch 1 and 8), and the pipeline end to end on the bundled 2048² scene with one actor per GPU.
+# batch 1 and 8), the pipeline end to end on the bundled 2048² scene with one actor per GPU, and where
+# the driver's time goes per tile (the ceiling for one pair however many GPUs).
 # Usage: benchmarks/gpu.sh            (about 5 min on one H200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +17,4 @@ PY
 "$PY" benchmarks/model_speed.py --configs lite --sizes 512 --repeats 5 --batch 8
 GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 "$PY" benchmarks/pipeline_throughput.py --sizes 2048 --actors "$GPUS"
+"$PY" benchmarks/driver_stages.py --size 2048 --actors "$GPUS"

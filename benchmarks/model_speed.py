@@ -1,11 +1,13 @@
 """Model speed: parameters, GFLOPs per pair, and pairs/s at 256^2 and 512^2 (CPU, and GPU when present).
 
 Usage: python benchmarks/model_speed.py [--configs lite paper] [--sizes 256 512] [--repeats 3]
+       python benchmarks/model_speed.py --processes 1 2   # the machine's own 1 -> N scaling ceiling
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 
 import torch
@@ -38,13 +40,35 @@ def measure(name: str, size: int, device: torch.device, repeats: int, batch: int
     return {"params_m": params / 1e6, "gflops": counter.get_total_flops() / 1e9, "pairs_s": batch / seconds}
 
 
+def _one_thread(name: str, size: int, repeats: int) -> float:
+    torch.set_num_threads(1)
+    torch.manual_seed(0)  # the same random network in every process, so they do the same work
+    return measure(name, size, torch.device("cpu"), repeats, 1)["pairs_s"]
+
+
+def process_scaling(counts: list[int], name: str, size: int, repeats: int) -> None:
+    """Aggregate pairs/s of N independent 1-thread model processes: what N actors could reach at best on
+    this machine, with no pipeline, Ray or I/O in the way."""
+    print(f"{'processes':>9} {'pairs/s (all)':>14} {'vs 1':>6}   ({name}, {size}², 1 thread each)")
+    base = None
+    with multiprocessing.get_context("spawn").Pool(max(counts)) as pool:
+        for n in counts:
+            rate = sum(pool.starmap(_one_thread, [(name, size, repeats)] * n))
+            base = base or rate
+            print(f"{n:>9} {rate:>14.3f} {rate / base:>6.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["lite", "paper"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--processes", nargs="+", type=int, help="measure 1 -> N process scaling instead")
     args = parser.parse_args()
+    if args.processes:
+        process_scaling(args.processes, args.configs[0], args.sizes[-1], args.repeats)
+        return
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
     print(f"{'config':<7} {'device':<6} {'size':>5} {'params (M)':>11} {'GFLOPs/pair':>12} {'pairs/s':>9}")

@@ -67,12 +67,19 @@ def train(
     train_tiles: str = typer.Option("T11SLT", help="comma-separated Sentinel-2 tiles to train on"),
     val_tiles: str = typer.Option("T11SMT", help="comma-separated Sentinel-2 tiles to validate on"),
     val_every: int = typer.Option(100),
+    lr: float = typer.Option(1e-3, help="peak learning rate (warm-up, then cosine decay)"),
+    max_rotation: float = typer.Option(20.0, help="training rotation range, +- degrees"),
+    max_translation: float = typer.Option(25.0, help="training translation range at 256², +- px (x2 at 512²)"),
+    max_scale: float = typer.Option(0.1, help="training scale range, 1 +- this"),
+    curriculum_steps: int = typer.Option(800, help="steps over which the range grows to the full range (0: none)"),
+    init_from: Path = typer.Option(None, help="start a new run from this checkpoint's weights (a second stage)"),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto (cuda when present), cpu or cuda"),
     resnet_weights: Path = typer.Option(None, help="paper: local ResNet-50 weights (torchvision layout)"),
     dinov2_weights: Path = typer.Option(None, help="paper: local DINOv2 ViT-L/14-reg4 weights (timm layout)"),
 ) -> None:
     """Train SOMA on the real Volkov pairs; resumable, with progress and periodic validation."""
+    from model.synthetic_warp import MisregistrationRange
     from training.config import TrainConfig
     from training.loop import train as run
 
@@ -81,7 +88,10 @@ def train(
         data_root=str(root), out_dir=str(out), model=model, steps=steps, batch_size=batch_size,
         train_tiles=tuple(train_tiles.split(",")), val_tiles=tuple(val_tiles.split(",")), val_every=val_every,
         seed=seed, device=device, resnet_weights=str(resnet_weights) if resnet_weights else None,
-        dinov2_weights=str(dinov2_weights) if dinov2_weights else None)
+        dinov2_weights=str(dinov2_weights) if dinov2_weights else None, lr=lr,
+        warp=MisregistrationRange(max_rotation_deg=max_rotation, max_translation_px=max_translation,
+                                  scale_range=(1 - max_scale, 1 + max_scale)),
+        curriculum_steps=curriculum_steps, init_from=str(init_from) if init_from else None)
     path = run(config, typer.echo)
     typer.echo(f"checkpoint: {path}")
 
@@ -114,7 +124,7 @@ def register(
     overlap: int = typer.Option(64, help="overlap of neighbouring windows, px"),
     actors: int = typer.Option(1, help="Ray actors, each holding one model"),
     batch_size: int = typer.Option(2, help="windows per forward pass"),
-    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
+    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled archive checkpoint)"),
     sar_nodata: float = typer.Option(None, help="SAR nodata value when the file declares none"),
     endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
 ) -> None:
@@ -247,7 +257,7 @@ def run_archive(
     max_days: float = typer.Option(12, help="largest S1/S2 acquisition gap, days"),
     min_overlap: float = typer.Option(0.3, help="smallest share of the S2 footprint the S1 scene must cover"),
     actors: int = typer.Option(2, help="Ray actors, each holding one model"),
-    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
+    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled archive checkpoint)"),
     endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
     truth: Path = typer.Option(None, help="sidecar of injected misregistrations: print recovered vs injected "
                                           "(default with the bundled archive: its sidecar)"),

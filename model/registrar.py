@@ -28,6 +28,10 @@ from .network import SomaNet, build_network
 from .normalize import PreparedTile, prepare_optical, prepare_sar
 
 BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite.pt"
+ARCHIVE_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite_archive.pt"
+"""The bundled checkpoint after a second stage on geocoding-sized misregistration (a few px, a few
+degrees): more accurate on archive scenes, not for large rotations (docs/model_card.md). The pipeline's
+default."""
 UNTRAINED = "untrained"
 WARP_COVERAGE_TOLERANCE = 1e-4
 """`warp_numpy` gives NaN where less than 1 - this of a sample's bilinear support is valid."""

@@ -60,9 +60,10 @@ class RegistrarActor:
         import torch
 
         from model import Registrar
+        from model.registrar import ARCHIVE_CHECKPOINT
 
         torch.set_num_threads(threads)
-        self.registrar = Registrar.load(checkpoint, device=device)
+        self.registrar = Registrar.load(checkpoint or ARCHIVE_CHECKPOINT, device=device)
 
     def describe(self) -> dict:
         return {"model": self.registrar.config.name, "checkpoint_sha256": self.registrar.checkpoint_sha256,

@@ -68,7 +68,7 @@ class PipelineConfig:
     retries: int = 1
     """A failed batch is retried tile by tile this many times before a tile is marked failed."""
     checkpoint: str | None = None
-    """SOMA checkpoint; None: the bundled one."""
+    """SOMA checkpoint; None: the bundled archive checkpoint (`model.registrar.ARCHIVE_CHECKPOINT`)."""
     device: str = "auto"
     """Actor device: auto (cuda when the actor is given a GPU), cpu or cuda."""
     min_valid_fraction: float = 0.05
@@ -77,6 +77,9 @@ class PipelineConfig:
     """A pixel is confident when its certainty is at least this."""
     low_confidence_fraction: float = 0.3
     """A tile whose confident share of valid pixels is below this is `low_confidence`."""
+    gdal_cache_mib: int = 64
+    """GDAL's raster block cache, MiB. GDAL's default (5 % of RAM) fills with a whole Sentinel-2 tile's
+    blocks and makes the driver's memory grow with the scene; one row of windows fits in 64 MiB."""
     quicklook: bool = True
     quicklook_size: int = 768
     """Longest side of the quicklook panels, px."""

@@ -154,7 +154,7 @@ def register_pair(pair: ScenePair, output: str, config: PipelineConfig = Pipelin
     if done is not None:
         return replace(done, seconds=time.perf_counter() - started)
     store = PairStore(path, config.storage)
-    with raster_env(config.storage):
+    with raster_env(config.storage, config.gdal_cache_mib):
         optical = OpticalReader(pair.optical, pair.optical_nodata)
         sar = SarReader(pair.sar, optical.grid, config.margin, pair.sar_nodata)
         try:

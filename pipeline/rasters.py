@@ -57,13 +57,15 @@ class Grid:
 
 
 @contextlib.contextmanager
-def raster_env(storage: StorageOptions) -> Iterator[None]:
-    """GDAL environment for s3:// rasters at `storage`'s endpoint (a no-op for local files)."""
+def raster_env(storage: StorageOptions, cache_mib: int) -> Iterator[None]:
+    """GDAL environment: a block cache of `cache_mib`, and s3:// rasters at `storage`'s endpoint."""
     session = AWSSession(aws_access_key_id=storage.key, aws_secret_access_key=storage.secret,
                          region_name=storage.region,
                          endpoint_url=storage.gdal().get("AWS_S3_ENDPOINT")) if storage.endpoint_url else None
     options = {k: v for k, v in storage.gdal().items() if k != "AWS_S3_ENDPOINT"}
-    with rasterio.Env(session=session, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", **options):
+    # rasterio passes GDAL_CACHEMAX to GDALSetCacheMax64: bytes, not GDAL's "< 100000 means MB" rule
+    with rasterio.Env(session=session, GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", GDAL_CACHEMAX=cache_mib * 2**20,
+                      **options):
         yield
 
 

@@ -68,6 +68,7 @@ class PairStore:
     def __init__(self, path: str, storage: StorageOptions) -> None:
         self.path = path
         self.storage_options = storage.fsspec() if is_remote(path) else None
+        self._opened: dict[str, zarr.Array] | None = None
 
     def _store(self) -> zarr.storage.StoreLike:
         if self.storage_options is not None:
@@ -167,29 +168,33 @@ class PairStore:
 
     def write_tile(self, tile: Tile, flow: np.ndarray, certainty: np.ndarray, valid: np.ndarray,
                    sar: np.ndarray, record: TileRecord) -> None:
-        """The tile's chunk region, then its table row (the row marks the tile written)."""
-        rows, cols = tile.core.slices
-        xr.Dataset({
-            "flow_x": (("y", "x"), flow[0]), "flow_y": (("y", "x"), flow[1]),
-            "certainty": (("y", "x"), certainty), "valid": (("y", "x"), valid),
-            "sar_coregistered": (("band", "y", "x"), sar),
-        }).to_zarr(self._store(), region={"y": rows, "x": cols}, consolidated=False)
+        """The tile's chunk region, then its table row (the row marks the tile written).
+
+        Straight into the template's arrays (whole chunks, so each is one atomic object): xarray's region
+        writes re-read and re-validate the group on every call, which was most of the driver's time."""
+        arrays, (rows, cols) = self._arrays(), tile.core.slices
+        for name, data in (("flow_x", flow[0]), ("flow_y", flow[1]), ("certainty", certainty), ("valid", valid)):
+            arrays[name][rows, cols] = data
+        arrays["sar_coregistered"][:, rows, cols] = sar
         self._write_row(record)
 
+    def _arrays(self) -> dict[str, zarr.Array]:
+        """The template's arrays, opened once per store (their metadata never changes after `create`)."""
+        if self._opened is None:
+            group = self._group()
+            self._opened = {name: group[name] for name in group.array_keys()}
+        return self._opened
+
     def _write_row(self, r: TileRecord) -> None:
-        row = slice(r.index, r.index + 1)
-        columns = {f"tile_{k}": (("tile",), np.array([getattr(r, k)], np.float32)) for k in SCALAR_COLUMNS}
-        data = xr.Dataset({
-            "tile_window": (("tile", "box"), np.array([r.window], np.int32)),
-            "tile_core": (("tile", "box"), np.array([r.core], np.int32)),
-            "tile_affine": (("tile", "row", "column"), np.array([r.affine], np.float64)),
-            "tile_error": (("tile",), np.array([r.error], dtype=object)),
-            **columns,
-        })
-        data.to_zarr(self._store(), region={"tile": row}, consolidated=False)
+        arrays, i = self._arrays(), r.index
+        arrays["tile_window"][i] = np.asarray(r.window, np.int32)
+        arrays["tile_core"][i] = np.asarray(r.core, np.int32)
+        arrays["tile_affine"][i] = np.asarray(r.affine, np.float64)
+        arrays["tile_error"][i] = r.error
+        for k in SCALAR_COLUMNS:
+            arrays[f"tile_{k}"][i] = np.float32(getattr(r, k))
         # the status goes last: a tile counts as written only once all of it is
-        xr.Dataset({"tile_status": (("tile",), np.array([int(r.status)], np.int8))}).to_zarr(
-            self._store(), region={"tile": row}, consolidated=False)
+        arrays["tile_status"][i] = np.int8(int(r.status))
 
     def finish(self, attrs: dict) -> None:
         """Record `attrs`, consolidate the metadata, then mark the group complete."""

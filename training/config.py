@@ -49,6 +49,8 @@ class TrainConfig:
     warp: MisregistrationRange = field(default_factory=lambda: MisregistrationRange(max_translation_px=25.0))
     """Transforms at `crop`; translation scales with the crop size (+-25 px at 256, +-50 px at 512)."""
     refinement: RefinementStart = field(default_factory=RefinementStart)
+    init_from: str | None = None
+    """A checkpoint whose weights start a new run (a second stage on another recipe); unused on resume."""
     threads: int = 2
     device: str = "auto"
     resnet_weights: str | None = None
@@ -64,7 +66,7 @@ class TrainConfig:
     def warp_for(self, crop: int, step: int | None = None) -> MisregistrationRange:
         """The misregistration range at a crop size (translation proportional to it) and training step
         (None: the full range)."""
-        grow = 1.0 if step is None else min(
+        grow = 1.0 if step is None or not self.curriculum_steps else min(
             1.0, self.curriculum_start + (1 - self.curriculum_start) * step / max(self.curriculum_steps, 1))
         low, high = self.warp.scale_range
         return replace(

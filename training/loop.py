@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from model import SomaConfig, get_config
-from model.checkpoint import save_checkpoint
+from model.checkpoint import load_network, save_checkpoint
 from model.network import build_network
 from model.registrar import resolve_device
 from model.training import TrainingBatch, evaluate_batch, train_step
@@ -104,6 +104,10 @@ def train(config: TrainConfig, echo: Callable[[str], None] = print) -> Path:
         optimiser.load_state_dict(state["optimiser"])
         step = int(state["step"])
         echo(f"resumed at step {step} from {state_path}")
+    elif config.init_from:
+        start, meta = load_network(config.init_from)
+        net.load_state_dict(start.state_dict())
+        echo(f"starting from the weights of {config.init_from} (its step {meta.get('step', '?')})")
 
     started, log = time.perf_counter(), open(out / LOG_FILE, "a")
     try:

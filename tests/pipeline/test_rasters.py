@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from pipeline.rasters import OpticalReader, RasterError, SarReader
+from pipeline import PipelineConfig, StorageOptions
+from pipeline.rasters import OpticalReader, RasterError, SarReader, raster_env
 from pipeline.tiling import Box, contributors, make_tiles
 from tests.pipeline.conftest import BEN_OPT, BEN_SAR, SCENE_OPT, SCENE_SAR, rewrite_in_crs
 
@@ -63,3 +64,12 @@ def test_missing_or_ungeoreferenced_rasters_are_named(tmp_path):
     optical = OpticalReader((str(BEN_OPT),))
     with pytest.raises(RasterError, match="bare.tif.*no CRS"):
         SarReader((str(bare),), optical.grid, margin=8)
+
+
+def test_gdal_block_cache_is_bounded_while_reading():
+    """GDAL's default cache (5 % of RAM) made the driver grow with the scene; rasterio takes bytes, not MB."""
+    from rasterio._env import get_gdal_config
+
+    mib = PipelineConfig().gdal_cache_mib
+    with raster_env(StorageOptions(), mib):
+        assert int(get_gdal_config("GDAL_CACHEMAX")) == mib * 2**20

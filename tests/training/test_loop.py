@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from model import LITE, Registrar
+from model.registrar import BUNDLED_CHECKPOINT
 from model.network import build_network
 from training.config import TrainConfig
 from training.data import read_quadrants, select_quadrants
@@ -73,3 +74,17 @@ def test_resume_after_a_crash_continues_exactly(tmp_path, monkeypatch):
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     assert (tmp_path / "resumed" / CHECKPOINT_FILE).is_file()
+
+
+def test_a_second_stage_starts_from_the_given_weights(tmp_path):
+    bundled = Registrar.load(device="cpu")
+    config = replace(SMOKE, out_dir=str(tmp_path / "stage2"), steps=1, lr=1e-9, warmup_steps=1,
+                     init_from=str(BUNDLED_CHECKPOINT))
+    messages = []
+    checkpoint = train(config, echo=messages.append)
+    assert any("starting from the weights of" in m for m in messages)
+    start, after = bundled.net.state_dict(), Registrar.load(checkpoint, device="cpu").net.state_dict()
+    fresh = build_network(LITE, seed=config.seed).state_dict()
+    for key in start:
+        torch.testing.assert_close(after[key], start[key], rtol=0, atol=1e-6)
+    assert any(not torch.allclose(fresh[k], start[k]) for k in start if start[k].is_floating_point())
