@@ -31,6 +31,8 @@ SEED = 0
 NODATA = -9999.0
 AROSICS_WINDOW = (256, 256)
 """AROSICS's default matching window, px."""
+AROSICS_CPUS = 2
+"""All of this machine's cores, as SOMA's two actors get."""
 
 
 def arosics_child(reference: str, target: str, grid_res: int, cpus: int, out: str) -> None:
@@ -115,8 +117,8 @@ def run_arosics(python: str, reference: Path, target: Path, grid_res: int, truth
     """AROSICS in its interpreter; errors at its valid tie points (not fill, not flagged as outliers)."""
     out = workdir / f"arosics_{grid_res}.json"
     start = time.perf_counter()
-    subprocess.run([python, __file__, "--arosics-child", str(reference), str(target), str(grid_res), "2", str(out)],
-                   check=True)
+    subprocess.run([python, __file__, "--arosics-child", str(reference), str(target), str(grid_res),
+                    str(AROSICS_CPUS), str(out)], check=True)
     seconds = time.perf_counter() - start
     r = json.loads(out.read_text())
     points = np.array(r["points"]).reshape(-1, 6)

@@ -19,6 +19,9 @@ import psutil
 
 from pipeline_throughput import make_scene
 
+SENTINEL2_TILE_PX = 10980
+"""Side of a full Sentinel-2 tile at 10 m, px."""
+
 
 def stages() -> dict[str, object]:
     """Label -> the driver function whose cumulative time is that stage."""
@@ -54,6 +57,7 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=2)
     args = parser.parse_args()
     from pipeline import PipelineConfig, ScenePair, register_pair
+    from pipeline.tiling import make_tiles
 
     with tempfile.TemporaryDirectory() as tmp:
         opt, sar = make_scene(args.size, Path(tmp))
@@ -61,7 +65,7 @@ def main() -> None:
 
         def progress(done: int, total: int) -> None:
             if done == 1:  # steady state from here: Ray started, models loaded
-                first.update(cpu=busy(me), time=time.perf_counter())
+                first["cpu"] = busy(me)
 
         cpu_before, start = busy(me), time.perf_counter()
         profiler.enable()
@@ -77,11 +81,15 @@ def main() -> None:
     for label, function in stages().items():
         seconds = cumulative(profile, function)
         print(f"| {label} | {seconds:.2f} | {1000 * seconds / tiles:.0f} |")
-    print(f"| driver CPU, all (Ray start and model load included) | {driver_cpu:.2f} | {1000 * driver_cpu / tiles:.0f} |")
-    per_tile = (cpu_after - first["cpu"]) / (tiles - 1)
-    print(f"| driver CPU, steady state (after the first tile) | {cpu_after - first['cpu']:.2f} | {1000 * per_tile:.0f} |")
+    print(f"| driver CPU, all (Ray start and model load included) | {driver_cpu:.2f} | "
+          f"{1000 * driver_cpu / tiles:.0f} |")
+    steady = cpu_after - first["cpu"]
+    per_tile = steady / (tiles - 1)
+    print(f"| driver CPU, steady state (after the first tile) | {steady:.2f} | {1000 * per_tile:.0f} |")
+    config = PipelineConfig()
+    full = len(make_tiles(SENTINEL2_TILE_PX, SENTINEL2_TILE_PX, config.tile_size, config.overlap))
     print(f"ceiling for one pair with an infinitely fast model: {1 / per_tile:.1f} tiles/s "
-          f"({625 * per_tile / 60:.1f} min of driver CPU for a 10980² Sentinel-2 tile of 625 tiles)")
+          f"({full * per_tile / 60:.1f} min of driver CPU for a {SENTINEL2_TILE_PX}² Sentinel-2 tile of {full} tiles)")
 
 
 if __name__ == "__main__":

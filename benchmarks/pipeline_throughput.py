@@ -72,9 +72,9 @@ def start_nodes(nodes: int) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
-    for key, value in (("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("RAY_USAGE_STATS_ENABLED", "0"),
-                       ("RAY_AUTH_MODE", "disabled")):
-        os.environ.setdefault(key, value)
+    from pipeline.actors import local_cluster_env
+
+    local_cluster_env()
     cpus = max(1, (os.cpu_count() or nodes) // nodes)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus, "include_dashboard": False})
     for _ in range(nodes - 1):

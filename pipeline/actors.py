@@ -35,6 +35,13 @@ class TileOutput:
     error: str = ""
 
 
+def local_cluster_env() -> None:
+    """Settings (unless already set) for a Ray cluster this process starts on this machine."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep a local cluster on loopback
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private loopback cluster: no token to manage
+
+
 def connect() -> None:
     """Join the cluster at RAY_ADDRESS when set; otherwise start a local one bound to 127.0.0.1."""
     if ray.is_initialized():
@@ -42,9 +49,7 @@ def connect() -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
         return
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # keep a local cluster on loopback
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private loopback cluster: no token to manage
+    local_cluster_env()
     ray.init(address="local", include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
              log_to_driver=False)  # a new cluster of our own, not whatever another process left running
 
