@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model.synthetic_warp import (Misregistration, centred_affine, move_sar, random_field_grid, smooth_field,
-                                  true_flow)
+from model.synthetic_warp import Misregistration, bounded_field_grid, centred_affine, move_sar, smooth_field, true_flow
 from model.training import sample_mask
 from training.data import QUADRANT, Quadrant, load_pairs, read_quadrants, select_quadrants
 
@@ -29,6 +28,7 @@ class Protocol:
     max_translation_px: float
     max_scale_change: float
     field_amplitude_px: float
+    """Largest displacement of the smooth non-rigid field, px (its magnitude, not a component)."""
     max_shear: float = 0.0
 
 
@@ -82,7 +82,7 @@ def draw_case(rng: np.random.Generator, protocol: Protocol, quadrant: Quadrant, 
         rng.uniform(-p.max_shear, p.max_shear),
         tuple(rng.uniform(-p.max_translation_px, p.max_translation_px, size=2)),
     )
-    grid = random_field_grid(rng, p.field_amplitude_px, FIELD_GRID) if p.field_amplitude_px > 0 else None
+    grid = bounded_field_grid(rng, p.field_amplitude_px, FIELD_GRID, (s, s)) if p.field_amplitude_px > 0 else None
     return Case(case_id=f"{p.name}-{index:03d}-{quadrant.pair_id}-{quadrant.x0}-{quadrant.y0}",
                 protocol=p.name, pair_id=quadrant.pair_id, x0=quadrant.x0, y0=quadrant.y0, size=s,
                 offset=offset, affine=tuple(map(tuple, affine.tolist())),

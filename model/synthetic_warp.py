@@ -73,9 +73,18 @@ def smooth_field(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def random_field_grid(rng: np.random.Generator, amplitude: float, grid: int) -> np.ndarray:
-    """`(2, g, g)` random grid whose largest |value| is `amplitude` px."""
+    """`(2, g, g)` random grid whose largest |component| is `amplitude` px (the field's largest
+    displacement can reach about sqrt(2) x that: see `bounded_field_grid`)."""
     g = rng.uniform(-1, 1, size=(2, grid, grid))
     return amplitude * g / max(np.abs(g).max(), 1e-6)
+
+
+def bounded_field_grid(rng: np.random.Generator, amplitude: float, grid: int, size: tuple[int, int]) -> np.ndarray:
+    """`(2, g, g)` random grid whose bicubic field over `size` has its largest displacement, as a vector,
+    exactly `amplitude` px: a field "of at most `amplitude` px" in the sense a protocol states it."""
+    g = random_field_grid(rng, 1.0, grid)
+    peak = float(np.hypot(*smooth_field(g, size)).max())
+    return amplitude * g / max(peak, 1e-6)
 
 
 def random_misregistration(rng: np.random.Generator, size: tuple[int, int],

@@ -74,3 +74,13 @@ def test_evaluate_writes_cases_results_and_table(tmp_path):
     table = (tmp_path / "results_residual_cleaned.md").read_text()
     assert "| identity | 2 |" in table and "CMR@1" in table
     assert (tmp_path / "cases_residual_cleaned.json").is_file()
+
+
+def test_residual_protocol_field_stays_within_its_stated_amplitude():
+    """The `residual` protocol's non-rigid field is at most 1.5 px as a displacement, not per component."""
+    from evaluation.cases import PROTOCOLS
+
+    limit = PROTOCOLS["residual"].field_amplitude_px
+    for case in build_cases(SAMPLE, "residual", ("T11SMT",), cleaned=True, seed=0):
+        magnitude = np.hypot(*case.misregistration().field)
+        assert magnitude.max() == pytest.approx(limit, rel=1e-4)

@@ -20,8 +20,9 @@ FIELD_GRID = np.array([[[1.5, -1.0, 0.5], [0.0, 1.0, -1.5], [-1.0, 0.5, 1.0]],
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 3: the shipped SOMA-lite's certainty is calibrated low, so no pixel "
-                   "is confident (>= 0.5); over valid pixels the recovered field's median error is 0.24 px")
+@pytest.mark.xfail(strict=True, reason="issue 3: the shipped SOMA-lite's certainty is low and uninformative "
+                   "(docs/model_card.md), so no pixel is confident (>= 0.5); over valid pixels the recovered "
+                   "field's median error is 0.24 px")
 def test_register_recovers_an_injected_shift_and_field(ray_cluster, tmp_path):
     with rasterio.open(SCENE_SAR) as src:
         sar, profile = src.read().astype(np.float32), src.profile
