@@ -19,11 +19,14 @@ FIELD_GRID = np.array([[[1.5, -1.0, 0.5], [0.0, 1.0, -1.5], [-1.0, 0.5, 1.0]],
 """Smooth non-rigid field (px) on a 3 x 3 grid spanning the scene: up to 1.5 px per axis."""
 
 
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 3: the shipped SOMA-lite's certainty is low and uninformative "
-                   "(docs/model_card.md), so no pixel is confident (>= 0.5); over valid pixels the recovered "
-                   "field's median error is 0.24 px")
-def test_register_recovers_an_injected_shift_and_field(ray_cluster, tmp_path):
+RECOVERY_TOLERANCE_PX = 1.0
+"""The issue's bound on the recovered field's median error."""
+
+
+@pytest.fixture(scope="module")
+def recovery(ray_cluster, tmp_path_factory):
+    """`soma register` on the untouched scene and on the moved one, and the injected truth."""
+    tmp_path = tmp_path_factory.mktemp("recovery")
     with rasterio.open(SCENE_SAR) as src:
         sar, profile = src.read().astype(np.float32), src.profile
     size = sar.shape[-2:]
@@ -46,17 +49,27 @@ def test_register_recovers_an_injected_shift_and_field(ray_cluster, tmp_path):
         assert result.exit_code == 0, result.output
         assert "25 tiles" in result.output
         runs[name] = xr.open_zarr(tmp_path / "out" / f"{name}.zarr")
-
     # The pairs' own residual (a few px, see offsets.csv) is in both runs; the injected part is their difference.
     a, b = runs["original"], runs["moved"]
+    recovered = np.stack([b.flow_x.values - a.flow_x.values, b.flow_y.values - a.flow_y.values])
+    return a, b, np.hypot(*(recovered - truth))
+
+
+@pytest.mark.slow
+def test_register_recovers_an_injected_shift_and_field(recovery):
+    a, b, error = recovery
+    valid = a.valid.values & b.valid.values
+    assert valid.mean() > 0.8
+    assert np.median(error[valid]) < RECOVERY_TOLERANCE_PX, f"median error {np.median(error[valid]):.2f} px"
     table = b.tile_similarity_after.values > b.tile_similarity_before.values
     assert table.mean() > 0.5, f"similarity improved on {table.mean():.0%} of tiles"
 
-    recovered = np.stack([b.flow_x.values - a.flow_x.values, b.flow_y.values - a.flow_y.values])
-    valid = a.valid.values & b.valid.values
-    confident = valid & (a.certainty.values >= 0.5) & (b.certainty.values >= 0.5)
-    error = np.hypot(*(recovered - truth))
-    report = (f"median error {np.median(error[valid]):.2f} px over valid pixels, "
-              f"{confident.mean():.0%} of pixels confident")
-    assert confident.mean() > 0.2, report
-    assert np.median(error[confident]) < 1.0, report
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 3: the shipped SOMA-lite's certainty is low and uninformative "
+                   "(docs/model_card.md), so no pixel is confident (>= 0.5)")
+def test_the_recovered_field_is_within_a_pixel_over_confident_pixels(recovery):
+    a, b, error = recovery
+    confident = a.valid.values & b.valid.values & (a.certainty.values >= 0.5) & (b.certainty.values >= 0.5)
+    assert confident.mean() > 0.2, f"{confident.mean():.0%} of pixels confident"
+    assert np.median(error[confident]) < RECOVERY_TOLERANCE_PX
