@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -16,7 +17,8 @@ def test_demo_reports_injected_and_recovered_shift():
     # injected = requested shift + the quadrant's own offset from offsets.csv (1.99, 2.005)
     assert "injected    dx +6.99 px, dy -1.00 px" in result.output
     rmse = float(re.search(r"flow RMSE\s+([\d.]+) px", result.output).group(1))
-    assert rmse > 0
+    injected = float(np.hypot(6.99, -1.00))  # what leaving the SAR as it is would score
+    assert rmse < injected / 2, result.output  # the model registers; the < 1 px bound is the xfail below
 
 
 def test_the_trained_checkpoint_ships_and_loads_by_default():
