@@ -42,11 +42,11 @@ def main() -> None:
         bias, rmse, certainty, epe = [], [], [], []
         for m in cases:
             r = reg.register(m.optical, m.sar)
-            ok = m.valid & r.valid
-            bias.append((r.flow - m.flow)[:, ok].mean(axis=1))
+            ok, error = m.valid & r.valid, r.flow - m.flow
+            bias.append(error[:, ok].mean(axis=1))
             rmse.append(flow_rmse(r.flow, m.flow, m.valid))
             certainty.append(r.certainty[ok][::PIXEL_STRIDE])
-            epe.append(np.hypot(*(r.flow - m.flow))[ok][::PIXEL_STRIDE])
+            epe.append(np.hypot(*error)[ok][::PIXEL_STRIDE])
         b, e, c, x = np.mean(bias, axis=0), np.array(rmse), np.concatenate(certainty), np.concatenate(epe)
         print(f"| {tile} | {len(cases)} | {b[0]:+.2f}, {b[1]:+.2f} | {np.median(e):.2f} px | "
               f"{(e < 1).mean():.0%} / {(e < 3).mean():.0%} | {(x < 1).mean():.0%} | {c.mean():.2f} | "

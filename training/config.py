@@ -67,7 +67,7 @@ class TrainConfig:
         """The misregistration range at a crop size (translation proportional to it) and training step
         (None: the full range)."""
         grow = 1.0 if step is None or not self.curriculum_steps else min(
-            1.0, self.curriculum_start + (1 - self.curriculum_start) * step / max(self.curriculum_steps, 1))
+            1.0, self.curriculum_start + (1 - self.curriculum_start) * step / self.curriculum_steps)
         low, high = self.warp.scale_range
         return replace(
             self.warp,
