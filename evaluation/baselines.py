@@ -72,10 +72,18 @@ class SearchGrid:
     """Share of the level's pixels the metric samples."""
 
 
-MI_RIGID_SEARCH = SearchGrid(8, (4, 8, 8), (math.radians(5.0), 8.0, 8.0), 1.0)
-"""Rigid (angle, tx, ty) pre-search on a 1/8 image: +-20 deg in 5 deg, +-64 px in 8 px."""
-MI_SIMILARITY_SEARCH = SearchGrid(4, (4, 2, 4, 4), (0.025, math.radians(1.25), 2.0, 2.0), 0.25)
-"""Similarity (scale, angle, tx, ty) search around the rigid optimum on a 1/4 image: +-10 % scale."""
+MI_RIGID_SEARCH = SearchGrid(8, (5, 8, 8), (math.radians(4.0), 8.0, 8.0), 1.0)
+"""Rigid (angle, tx, ty) pre-search on a 1/8 image: +-20 deg in 4 deg, +-64 px in 8 px."""
+MI_STARTS = 3
+"""Best distinct rigid candidates refined; the one with the best metric at the rigid search's level wins."""
+MI_BASIN_STEPS = 2
+"""Rigid candidates within this many grid steps of a better one, in every parameter, share its basin."""
+MI_SIMILARITY_SEARCH = SearchGrid(4, (4, 2, 2, 2), (0.025, math.radians(1.0), 4.0, 4.0), 0.25)
+"""Similarity (scale, angle, tx, ty) search around a rigid candidate on a 1/4 image: +-10 % scale,
++-2 deg, +-8 px."""
+MI_SELECTION = SearchGrid(MI_RIGID_SEARCH.shrink, (0, 0, 0, 0), (1.0, 1.0, 1.0, 1.0), MI_RIGID_SEARCH.sampling)
+"""One metric evaluation (a zero-step grid) of each refined start on the rigid search's image, where MI
+separates basins far better than on the fine levels."""
 MI_SIMILARITY_LEVELS, MI_AFFINE_LEVELS = (4, 2), (2, 1)
 MI_SIMILARITY_STEP, MI_AFFINE_STEP = 0.5, 0.25
 """Largest first step of the gradient descent, in px of physical shift."""
@@ -99,21 +107,38 @@ def _mi_registration(fixed_mask: sitk.Image, moving_mask: sitk.Image, sampling: 
     return r
 
 
+def _distinct_best(points: list[tuple[float, tuple[float, ...]]], spacing: tuple[float, ...],
+                   count: int) -> list[tuple[float, ...]]:
+    """The `count` lowest-metric positions of `points` (metric, position), at most one per basin."""
+    kept: list[tuple[float, ...]] = []
+    for _, position in sorted(points):
+        if all(any(abs(a - b) > MI_BASIN_STEPS * d for a, b, d in zip(position, k, spacing)) for k in kept):
+            kept.append(position)
+            if len(kept) == count:
+                break
+    return kept
+
+
 def mutual_information_affine(optical: np.ndarray, sar: np.ndarray) -> np.ndarray:
-    """SimpleITK Mattes mutual information: exhaustive rigid then similarity search, then multi-resolution
-    gradient descent on a similarity and finally a full affine."""
+    """SimpleITK Mattes mutual information: exhaustive rigid search, then from each of its best few distinct
+    candidates a similarity search and multi-resolution gradient descent; the one whose result has the best
+    coarse-level metric goes on to a full affine."""
     o, ov = _grey(optical)
     s, sv = _sar(sar)
     fixed, moving = sitk.GetImageFromArray(o.astype(np.float32)), sitk.GetImageFromArray(s.astype(np.float32))
     masks = sitk.GetImageFromArray(ov.astype(np.uint8)), sitk.GetImageFromArray(sv.astype(np.uint8))
     centre = ((o.shape[1] - 1) / 2.0, (o.shape[0] - 1) / 2.0)
 
-    def search(transform: sitk.Transform, grid: SearchGrid) -> None:
+    def search(transform: sitk.Transform, grid: SearchGrid) -> list[tuple[float, tuple[float, ...]]]:
         r = _mi_registration(*masks, grid.sampling, (grid.shrink,))
         r.SetOptimizerAsExhaustive(list(grid.steps))
         r.SetOptimizerScales(list(grid.spacing))
         r.SetInitialTransform(transform, inPlace=True)
+        points: list[tuple[float, tuple[float, ...]]] = []
+        r.AddCommand(sitk.sitkIterationEvent,
+                     lambda: points.append((r.GetMetricValue(), tuple(r.GetOptimizerPosition()))))
         r.Execute(fixed, moving)
+        return points
 
     def descend(transform: sitk.Transform, levels: tuple[int, ...], step: float, sampling: float) -> None:
         r = _mi_registration(*masks, sampling, levels)
@@ -123,16 +148,22 @@ def mutual_information_affine(optical: np.ndarray, sar: np.ndarray) -> np.ndarra
         r.SetInitialTransform(transform, inPlace=True)
         r.Execute(fixed, moving)
 
+    def refine(angle: float, tx: float, ty: float) -> tuple[float, sitk.Similarity2DTransform]:
+        similarity = sitk.Similarity2DTransform()
+        similarity.SetCenter(centre)
+        similarity.SetAngle(angle)
+        similarity.SetTranslation((tx, ty))
+        search(similarity, MI_SIMILARITY_SEARCH)
+        descend(similarity, MI_SIMILARITY_LEVELS, MI_SIMILARITY_STEP, MI_DESCENT_SAMPLING[0])
+        return search(similarity, MI_SELECTION)[0][0], similarity
+
     try:
         rigid = sitk.Euler2DTransform()
         rigid.SetCenter(centre)
-        search(rigid, MI_RIGID_SEARCH)
-        similarity = sitk.Similarity2DTransform()
-        similarity.SetCenter(centre)
-        similarity.SetAngle(rigid.GetAngle())
-        similarity.SetTranslation(rigid.GetTranslation())
-        search(similarity, MI_SIMILARITY_SEARCH)
-        descend(similarity, MI_SIMILARITY_LEVELS, MI_SIMILARITY_STEP, MI_DESCENT_SAMPLING[0])
+        starts = _distinct_best(search(rigid, MI_RIGID_SEARCH), MI_RIGID_SEARCH.spacing, MI_STARTS)
+        if not starts:
+            raise RuntimeError("the rigid search evaluated no position")
+        _, similarity = min((refine(*start) for start in starts), key=lambda refined: refined[0])
         affine = sitk.AffineTransform(2)
         affine.SetCenter(centre)
         affine.SetMatrix(similarity.GetMatrix())

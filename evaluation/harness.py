@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from model import Registrar
+from model.config import RefineConfig
 
 from .baselines import BASELINES, Method
 from .cases import Materialised
@@ -44,9 +45,13 @@ def flow_rmse(flow: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> float:
     return float(np.sqrt(err.mean())) if err.size else float("inf")
 
 
-def soma_method(checkpoint: str | Path | None = None) -> Method:
+SOMA_METHODS = {"soma": RefineConfig(), "soma_refined": RefineConfig(enabled=True)}
+"""The Registrar as harness methods: the network alone, and the network plus test-time refinement."""
+
+
+def soma_method(checkpoint: str | Path | None = None, refinement: RefineConfig = RefineConfig()) -> Method:
     """The SOMA Registrar as a harness method."""
-    reg = Registrar.load(checkpoint, device="cpu")
+    reg = Registrar.load(checkpoint, device="cpu", refinement=refinement)
     return lambda optical, sar: reg.register(optical, sar).flow
 
 
@@ -87,15 +92,15 @@ def markdown_table(summaries: list[Summary]) -> str:
 
 
 def methods(names: list[str], checkpoint: str | Path | None) -> dict[str, Method]:
-    """The named methods: `soma` and any of `BASELINES`."""
+    """The named methods: any of `SOMA_METHODS` and of `BASELINES`."""
     out = {}
     for n in names:
-        if n == "soma":
-            out[n] = soma_method(checkpoint)
+        if n in SOMA_METHODS:
+            out[n] = soma_method(checkpoint, SOMA_METHODS[n])
         elif n in BASELINES:
             out[n] = BASELINES[n]
         else:
-            raise ValueError(f"unknown method {n!r}; expected soma or one of {sorted(BASELINES)}")
+            raise ValueError(f"unknown method {n!r}; expected one of {sorted(SOMA_METHODS) + sorted(BASELINES)}")
     return out
 
 

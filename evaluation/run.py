@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from .cases import build_cases, load_cases, materialise, save_cases
-from .harness import CaseResult, Summary, markdown_table, methods, run_method, summarise, to_records
+from .harness import SOMA_METHODS, CaseResult, Summary, markdown_table, methods, run_method, summarise, to_records
 
 HELD_OUT_TILES = ("T11SMT",)
 
@@ -24,9 +24,10 @@ def _method_key(cases_text: str, limit: int | None, name: str, checkpoint: str |
     from model.registrar import BUNDLED_CHECKPOINT
 
     parts = [cases_text, str(limit), name]
-    if name == "soma":
+    if name in SOMA_METHODS:
         path = Path(checkpoint) if checkpoint else BUNDLED_CHECKPOINT
         parts.append(file_sha256(path) if path.is_file() else "untrained")
+        parts.append(json.dumps(SOMA_METHODS[name].to_dict(), sort_keys=True))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

@@ -8,6 +8,11 @@ from typing import Any, Literal
 Stride = int
 
 
+def as_tuples(value: Any) -> Any:
+    """Lists (as JSON or a weights-only checkpoint gives them back) as tuples again, nested."""
+    return tuple(as_tuples(x) for x in value) if isinstance(value, (list, tuple)) else value
+
+
 @dataclass(frozen=True)
 class FGEConfig:
     """Feature Gradient Enhancer: the oriented gradient filter bank and its attention."""
@@ -132,10 +137,7 @@ class SomaConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SomaConfig":
         """Inverse of `to_dict`; lists become tuples again."""
-
-        def tup(v: Any) -> Any:
-            return tuple(tup(x) for x in v) if isinstance(v, (list, tuple)) else v
-
+        tup = as_tuples
         return cls(
             name=d["name"],
             optical_channels=d["optical_channels"],
@@ -144,6 +146,54 @@ class SomaConfig:
             fge=FGEConfig(**{k: tup(v) for k, v in d["fge"].items()}),
             glam=GLAMConfig(**{k: tup(v) for k, v in d["glam"].items()}),
         )
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    """Test-time instance optimisation of each tile's deformation after GLAM.
+
+    The deformation is the network's flow composed with a residual: an affine plus a smooth field on a
+    bicubic control grid, fitted by Levenberg-Marquardt coarse to fine to a modality-independent
+    similarity. Off by default: on real pairs its optimum is not yet sub-pixel (docs/model_card.md).
+    """
+
+    enabled: bool = False
+    objective: Literal["structure_ssd", "ngf"] = "structure_ssd"
+    """Similarity: SSD of the oriented structure channels (CFOG-like), or of normalised gradient fields
+    in their sign-invariant tensor form (``|n n^T - m m^T|^2``)."""
+    levels: tuple[int, ...] = (2, 1)
+    """Downsampling factors, coarse to fine; the last must be 1."""
+    iterations: tuple[int, ...] = (15, 5)
+    """Gauss-Newton iteration budget per level (the early stop may end a level sooner)."""
+    damping: float = 1e-2
+    """Levenberg-Marquardt damping, relative to the diagonal of the normal equations; grows on a rejected step."""
+    early_stop_px: float = 0.01
+    """A tile stops when its largest accepted update moves no pixel by more than this, px."""
+    field_spacing_px: int = 128
+    """Control-point spacing of the residual field (a 512^2 tile: 5 x 5 points); 0 fits an affine only."""
+    field_smoothness: float = 1.0
+    """Weight of the diffusion regulariser on the control grid, relative to the data term's mean curvature."""
+    field_ridge: float = 0.1
+    """Ridge on the control points' displacement (the affine takes the global motion), same scale."""
+    linear_ridge: float = 1e-3
+    """Ridge on the residual affine's linear part (px of motion at half the tile size), same scale."""
+    structure_orientations: int = 8
+    structure_sigmas: tuple[float, ...] = (1.0, 2.0)
+    structure_pool_sigma: float = 1.5
+    ngf_epsilon: float = 0.1
+    """NGF edge parameter, relative to the image's mean gradient magnitude."""
+    guard_min_coverage: float = 0.3
+    """A candidate (refined, network, identity) that leaves less than this share of the reference's valid
+    pixels overlapped is refused by the guard."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (recorded with evaluation results)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RefineConfig":
+        """Inverse of `to_dict`; lists become tuples again."""
+        return cls(**{k: as_tuples(v) for k, v in d.items()})
 
 
 LITE = SomaConfig()

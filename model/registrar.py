@@ -20,12 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import file_sha256, load_network
-from .config import LITE, SomaConfig
+from .config import LITE, RefineConfig, SomaConfig
 from .errors import InvalidInputError
-from .geometry import cell_centres, sample_nan_aware
+from .geometry import IDENTITY_AFFINE, cell_centres, sample_nan_aware
 from .glam import output_valid
 from .network import SomaNet, build_network
 from .normalize import PreparedTile, prepare_optical, prepare_sar
+from .refine import refine_guarded
+from .similarity import Descriptor
 
 BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite.pt"
 ARCHIVE_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite_archive.pt"
@@ -49,6 +51,9 @@ class Registration:
     """`(2, 3)` float64 global affine, reference px -> SAR px (identity = aligned)."""
     valid: np.ndarray
     """`(H, W)` bool: both images have data there (and p + flow(p) falls inside the SAR)."""
+    chosen: str = "network"
+    """Which flow this is: "network" (refinement off), or the guard's pick "refined", "start" (the
+    network's, refinement gained nothing) or "identity" (nothing gained over no correction: certainty 0)."""
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -61,19 +66,25 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class Registrar:
     """Holds one SOMA network on one device and registers numpy tiles with it."""
 
-    def __init__(self, net: SomaNet, device: torch.device, checkpoint_sha256: str) -> None:
+    def __init__(self, net: SomaNet, device: torch.device, checkpoint_sha256: str,
+                 refinement: RefineConfig = RefineConfig()) -> None:
         self.net = net.to(device).eval()
         self.device = device
         self.checkpoint_sha256 = checkpoint_sha256
         """SHA-256 of the checkpoint file, or "untrained"."""
+        self.refinement = refinement
+        """Test-time refinement after the network (`RefineConfig.enabled`; off by default)."""
+        self.descriptor = Descriptor(refinement).to(device)
 
     @property
     def config(self) -> SomaConfig:
         return self.net.config
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str | torch.device = "auto") -> "Registrar":
-        """The network in `path` (default: the bundled checkpoint), on `device` ("auto": cuda if present).
+    def load(cls, path: str | Path | None = None, device: str | torch.device = "auto",
+             refinement: RefineConfig = RefineConfig()) -> "Registrar":
+        """The network in `path` (default: the bundled checkpoint), on `device` ("auto": cuda if present),
+        followed by `refinement` when it is enabled.
 
         Without a bundled checkpoint, an untrained `lite` network is used and a warning says so.
         """
@@ -81,10 +92,10 @@ class Registrar:
         if path is None and not BUNDLED_CHECKPOINT.is_file():
             warnings.warn("no bundled SOMA checkpoint: Registrar.load() uses an UNTRAINED lite network",
                           RuntimeWarning, stacklevel=2)
-            return cls(build_network(LITE), device, UNTRAINED)
+            return cls(build_network(LITE), device, UNTRAINED, refinement)
         path = Path(path) if path is not None else BUNDLED_CHECKPOINT
         net, _ = load_network(path)
-        return cls(net, device, file_sha256(path))
+        return cls(net, device, file_sha256(path), refinement)
 
     def register(self, optical: np.ndarray, sar: np.ndarray, *, optical_nodata: float | None = None,
                  sar_nodata: float | None = None) -> Registration:
@@ -120,15 +131,23 @@ class Registrar:
 
         (o_img, o_val), (s_img, s_val) = batch(opt), batch(sar)
         out = self.net(o_img, s_img, o_val, s_val, robust=True)
-        valid = output_valid(out.flow, o_val, s_val)
+        flow, certainty = out.flow, torch.sigmoid(out.certainty_logit)
+        chosen = ("network",) * len(opt)
+        if self.refinement.enabled:
+            guarded = refine_guarded(self.descriptor, o_img, o_val, s_img, s_val, flow, self.refinement)
+            flow, chosen = guarded.flow, guarded.chosen
+            gained = torch.tensor([c != "identity" for c in chosen], device=flow.device)
+            certainty = certainty * gained.view(-1, 1, 1)
+        valid = output_valid(flow, o_val, s_val)
         crop = (slice(None), slice(None), slice(0, height), slice(0, width))
-        flow = out.flow[crop].float().cpu().numpy()
-        certainty = torch.sigmoid(out.certainty_logit).unsqueeze(1)[crop][:, 0].float().cpu().numpy()
+        flow = flow[crop].float().cpu().numpy()
+        certainty = certainty.unsqueeze(1)[crop][:, 0].float().cpu().numpy()
         valid = valid.unsqueeze(1)[crop][:, 0].cpu().numpy()
         affine = out.affine.double().cpu().numpy()
+        affine[[c == "identity" for c in chosen]] = np.array(IDENTITY_AFFINE)
         return [
             Registration(flow=flow[i], certainty=np.where(valid[i], certainty[i], 0.0).astype(np.float32),
-                         affine=affine[i], valid=valid[i])
+                         affine=affine[i], valid=valid[i], chosen=chosen[i])
             for i in range(len(opt))
         ]
 
