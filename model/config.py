@@ -154,7 +154,7 @@ class RefineConfig:
 
     The deformation is the network's flow composed with a residual: an affine plus a smooth field on a
     bicubic control grid, fitted by Levenberg-Marquardt coarse to fine to a modality-independent
-    similarity. Off by default: on real pairs its optimum is not yet sub-pixel (docs/model_card.md).
+    similarity. Off by default: on real pairs its optimum is not yet sub-pixel (docs/model.md).
     """
 
     enabled: bool = False
@@ -164,7 +164,8 @@ class RefineConfig:
     levels: tuple[int, ...] = (2, 1)
     """Downsampling factors, coarse to fine; the last must be 1."""
     iterations: tuple[int, ...] = (15, 5)
-    """Gauss-Newton iteration budget per level (the early stop may end a level sooner)."""
+    """Levenberg-Marquardt iteration budget per level, one per entry of `levels` (the early stop may end a
+    level sooner)."""
     damping: float = 1e-2
     """Levenberg-Marquardt damping, relative to the diagonal of the normal equations; grows on a rejected step."""
     early_stop_px: float = 0.01

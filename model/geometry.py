@@ -33,16 +33,18 @@ def cell_centres(height: int, width: int, stride: int, device: torch.device | No
     return torch.stack([gx, gy])
 
 
-def sample(image: torch.Tensor, points: torch.Tensor, full_size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+def sample(image: torch.Tensor, points: torch.Tensor, full_size: tuple[int, int], mode: str = "bilinear",
+           padding: str = "zeros") -> torch.Tensor:
     """Sample `image` `(B, C, h, w)` at full-resolution pixel positions `points` `(B, 2, H', W')`.
 
-    `image` may be any stride of a `full_size = (H, W)` image; outside samples are zero.
+    `image` may be any stride of a `full_size = (H, W)` image; outside samples are zero (`padding="border"`:
+    the nearest edge value, as for a flow).
     """
     height, width = full_size
     u = (2.0 * points[:, 0] + 1.0) / width - 1.0
     v = (2.0 * points[:, 1] + 1.0) / height - 1.0
     grid = torch.stack([u, v], dim=-1)
-    return F.grid_sample(image, grid, mode=mode, padding_mode="zeros", align_corners=False)
+    return F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=False)
 
 
 def sample_nan_aware(image: torch.Tensor, points: torch.Tensor, full_size: tuple[int, int],

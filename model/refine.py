@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import RefineConfig
-from .geometry import cell_centres, warp
+from .geometry import cell_centres, sample, warp
 from .similarity import Descriptor, erode, masked_mean
 
 BICUBIC_A = -0.75
@@ -35,6 +35,9 @@ descriptor is compared as a unit vector, so the cost measures the direction of s
 contrast, while flat areas stay near zero."""
 AFFINE_BASIS = 3
 """Per axis, the residual affine's basis: 1, (x - cx) / half, (y - cy) / half."""
+DIAGONAL_FLOOR = 1e-6
+"""Added to the damped diagonal, relative to the data term's mean curvature, so a parameter no pixel
+constrains (a control point over invalid pixels) still has a solvable equation."""
 DAMPING_UP, DAMPING_DOWN, MAX_DAMPING = 4.0, 3.0, 1e4
 """Levenberg-Marquardt: the damping grows on a rejected step, shrinks on an accepted one; a tile whose
 damping exceeds the maximum has converged as far as it can."""
@@ -46,8 +49,6 @@ class Refined:
 
     flow: torch.Tensor
     """`(B, 2, H, W)` refined flow, px."""
-    cost: torch.Tensor
-    """`(B,)` masked mean similarity cost after the last level (no regulariser)."""
     iterations: tuple[tuple[int, ...], ...]
     """Per level, the iterations each tile used."""
 
@@ -110,18 +111,11 @@ def regulariser(grid: tuple[int, int] | None, config: RefineConfig, device: torc
     return reg
 
 
-def sample_border(image: torch.Tensor, points: torch.Tensor, full_size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear sample of `image` `(B, C, h, w)` at full-resolution `points` `(B, 2, H', W')`, border-padded."""
-    height, width = full_size
-    grid = torch.stack([(2.0 * points[:, 0] + 1.0) / width - 1.0, (2.0 * points[:, 1] + 1.0) / height - 1.0], -1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
 def compose(flow: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
     """``r(p) + flow(p + r(p))`` at full resolution: the residual applied before the current flow."""
     full_size = (flow.shape[-2], flow.shape[-1])
     points = cell_centres(*full_size, 1, flow.device).unsqueeze(0) + residual
-    return residual + sample_border(flow, points, full_size)
+    return residual + sample(flow, points, full_size, padding="border")
 
 
 def pooled(image: torch.Tensor, valid: torch.Tensor, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,23 +171,26 @@ def gradients(descriptor: torch.Tensor, factor: int) -> torch.Tensor:
 def moved_image(image: torch.Tensor, valid: torch.Tensor, centres: torch.Tensor, residual: torch.Tensor,
                 full_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """A level's image `(B, 1, h, w)` and valid mask sampled at ``p + r(p)`` (`residual` `(B, 2, h, w)`)."""
-    height, width = full_size
     points = centres.unsqueeze(0) + residual
-    grid = torch.stack([(2.0 * points[:, 0] + 1.0) / width - 1.0, (2.0 * points[:, 1] + 1.0) / height - 1.0], -1)
-    moved = F.grid_sample(image, grid, mode=SAMPLING, padding_mode="zeros", align_corners=False)
-    cover = F.grid_sample(valid.unsqueeze(1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)[:, 0]
-    return moved, cover >= FULL_COVERAGE
+    cover = sample(valid.unsqueeze(1), points, full_size)[:, 0]
+    return sample(image, points, full_size, mode=SAMPLING), cover >= FULL_COVERAGE
 
 
-def descriptor_norm(d: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
-    """`(B, 1, N)` floored norm ``sqrt(|D|^2 + floor^2)`` of a descriptor `(B, K, N)` (`floor` `(B, 1)`)."""
-    return ((d**2).sum(dim=1, keepdim=True) + floor.unsqueeze(-1) ** 2).sqrt()
+def norm_floor(ref: torch.Tensor) -> torch.Tensor:
+    """`(B,)` floor of the descriptor norm: `NORM_FLOOR` times the reference descriptor's `(B, K, h, w)`
+    mean norm."""
+    return NORM_FLOOR * ref.norm(dim=1).flatten(1).mean(dim=1)
+
+
+def unit(d: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """A descriptor `(B, K, h, w)` divided by its floored norm ``sqrt(|d|^2 + floor^2)`` per pixel."""
+    return d / ((d**2).sum(dim=1, keepdim=True) + floor.view(-1, 1, 1, 1) ** 2).sqrt()
 
 
 def fit_level(descriptor: Descriptor, inputs: LevelInputs, full_size: tuple[int, int], iterations: int,
-              config: RefineConfig) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
-    """Levenberg-Marquardt on one level's residual; returns the full-resolution residual `(B, 2, H, W)`, each
-    tile's final cost `(B,)` and the iterations each used."""
+              config: RefineConfig) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """Levenberg-Marquardt on one level's residual; returns the full-resolution residual `(B, 2, H, W)` and
+    the iterations each tile used."""
     batch, channels, h, w = inputs.ref.shape
     device = inputs.ref.device
     grid = control_points(full_size, config.field_spacing_px) if config.field_spacing_px > 0 else None
@@ -201,8 +198,8 @@ def fit_level(descriptor: Descriptor, inputs: LevelInputs, full_size: tuple[int,
     n = phi.shape[1]
     reg = torch.block_diag(*[regulariser(grid, config, device)] * 2)  # (2n, 2n), x then y
     centres = cell_centres(*full_size, inputs.factor, device)
-    floor = NORM_FLOOR * inputs.ref.norm(dim=1).flatten(1).mean(dim=1).view(-1, 1)
-    ref = inputs.ref.flatten(2) / descriptor_norm(inputs.ref.flatten(2), floor)
+    floor = norm_floor(inputs.ref)
+    ref = unit(inputs.ref, floor).flatten(2)
     cw = descriptor.channel_weight
 
     def displacement(theta: torch.Tensor) -> torch.Tensor:
@@ -210,9 +207,7 @@ def fit_level(descriptor: Descriptor, inputs: LevelInputs, full_size: tuple[int,
 
     def evaluate(theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         moved, ok = moved_image(inputs.sar, inputs.sar_valid, centres, displacement(theta), full_size)
-        d = descriptor(moved)
-        unit = d / descriptor_norm(d.flatten(2), floor).view(batch, 1, h, w)
-        stack = gradients(unit, inputs.factor).flatten(2)
+        stack = gradients(unit(descriptor(moved), floor), inputs.factor).flatten(2)
         weight = (inputs.ref_weight * erode(ok, descriptor.radius)).flatten(1)
         total = weight.sum(dim=1).clamp_min(1.0)
         gx, gy = stack[:, channels : 2 * channels], stack[:, 2 * channels :]
@@ -238,7 +233,7 @@ def fit_level(descriptor: Descriptor, inputs: LevelInputs, full_size: tuple[int,
         if scale is None:  # the regulariser's unit: the data term's mean curvature at the start
             scale = hessian.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
         penalty = scale[:, None, None] * reg
-        diag = torch.diag_embed(hessian.diagonal(dim1=1, dim2=2) + scale[:, None] * 1e-6)
+        diag = torch.diag_embed(hessian.diagonal(dim1=1, dim2=2) + scale[:, None] * DIAGONAL_FLOOR)
         system = hessian + penalty + damping[:, None, None] * diag
         rhs = grad + (penalty @ theta.unsqueeze(-1))[..., 0]
         step = -torch.linalg.solve(system, rhs.unsqueeze(-1))[..., 0] * active[:, None]
@@ -258,36 +253,38 @@ def fit_level(descriptor: Descriptor, inputs: LevelInputs, full_size: tuple[int,
             break
     full_phi = basis(full_size, 1, grid, device)
     residual = (theta.view(batch, 2, n) @ full_phi.t()).view(batch, 2, *full_size)
-    return residual, cost, tuple(used.tolist())
+    return residual, tuple(used.tolist())
 
 
 def refine(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor, sar: torch.Tensor,
-           sar_valid: torch.Tensor, flow: torch.Tensor, config: RefineConfig,
-           levels: tuple[int, ...] | None = None) -> Refined:
+           sar_valid: torch.Tensor, flow: torch.Tensor, config: RefineConfig) -> Refined:
     """Refine `flow` `(B, 2, H, W)` for normalised `optical` `(B, 3, H, W)` and `sar` `(B, 1, H, W)` with
-    valid masks `(B, H, W)`, over `levels` (default: the config's, coarse to fine)."""
-    levels = config.levels if levels is None else levels
-    budget = dict(zip(config.levels, config.iterations))
+    valid masks `(B, H, W)`, over the config's levels, coarse to fine."""
     full_size = (flow.shape[-2], flow.shape[-1])
-    cost = torch.full((flow.shape[0],), float("inf"), device=flow.device)
     used = []
-    for factor in levels:
+    for factor, iterations in zip(config.levels, config.iterations):
         inputs = level_inputs(descriptor, optical, optical_valid, sar, sar_valid, flow, factor)
-        residual, cost, its = fit_level(descriptor, inputs, full_size, budget[factor], config)
+        residual, its = fit_level(descriptor, inputs, full_size, iterations, config)
         flow = compose(flow, residual)
         used.append(its)
-    return Refined(flow=flow, cost=cost, iterations=tuple(used))
+    return Refined(flow=flow, iterations=tuple(used))
 
 
-def flow_cost(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor, sar: torch.Tensor,
-              sar_valid: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Full-resolution cost map `(B, H, W)`, its weight and the masked mean `(B,)` of `flow` as it is."""
-    inputs = level_inputs(descriptor, optical, optical_valid, sar, sar_valid, flow, 1)
-    floor = NORM_FLOOR * inputs.ref.norm(dim=1).flatten(1).mean(dim=1).view(-1, 1, 1)
-    unit = lambda d: d / (d.pow(2).sum(dim=1) + floor**2).sqrt().unsqueeze(1)  # noqa: E731
-    weight = inputs.ref_weight * erode(inputs.sar_valid > 0.5, descriptor.radius)
-    cost = descriptor.pixel_cost(unit(inputs.ref), unit(descriptor(inputs.sar)))
-    return cost, weight, masked_mean(cost, weight)
+def flow_costs(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor, sar: torch.Tensor,
+               sar_valid: torch.Tensor, flows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked mean cost `(N, B)` of each of `flows` `(N, B, 2, H, W)` as it is, at full resolution, and the
+    share `(N, B)` of the reference's weight each leaves overlapped (the reference described once)."""
+    ref = descriptor(optical)
+    ref_weight = erode(optical_valid, descriptor.radius).float()
+    floor = norm_floor(ref)
+    ref = unit(ref, floor)
+    costs, shares = [], []
+    for flow in flows:
+        moved, moved_valid = warped_sar(sar, sar_valid, flow)
+        weight = ref_weight * erode(moved_valid, descriptor.radius)
+        costs.append(masked_mean(descriptor.pixel_cost(ref, unit(descriptor(moved), floor)), weight))
+        shares.append(weight.sum(dim=(1, 2)) / ref_weight.sum(dim=(1, 2)).clamp_min(1.0))
+    return torch.stack(costs), torch.stack(shares)
 
 
 @dataclass
@@ -298,8 +295,6 @@ class Guarded:
     """`(B, 2, H, W)` the chosen flow."""
     chosen: tuple[str, ...]
     """Per tile: "refined", "start" or "identity"."""
-    cost: torch.Tensor
-    """`(B,)` the chosen flow's masked mean cost."""
 
 
 CANDIDATES = ("refined", "start", "identity")
@@ -311,15 +306,9 @@ def refine_guarded(descriptor: Descriptor, optical: torch.Tensor, optical_valid:
     the similarity (never worse than the start or no correction); a candidate that overlaps less than
     `config.guard_min_coverage` of the reference is refused."""
     refined = refine(descriptor, optical, optical_valid, sar, sar_valid, start, config).flow
-    flows = torch.stack([refined, start, torch.zeros_like(start)])  # (3, B, 2, H, W)
-    reference = erode(optical_valid, descriptor.radius).float().sum(dim=(1, 2)).clamp_min(1.0)
-    costs = []
-    for flow in flows:
-        _, weight, mean = flow_cost(descriptor, optical, optical_valid, sar, sar_valid, flow)
-        covered = weight.sum(dim=(1, 2)) / reference >= config.guard_min_coverage
-        costs.append(torch.where(covered, mean, torch.full_like(mean, float("inf"))))
-    cost = torch.stack(costs)  # (3, B)
+    flows = torch.stack([refined, start, torch.zeros_like(start)])  # (3, B, 2, H, W), as CANDIDATES
+    cost, share = flow_costs(descriptor, optical, optical_valid, sar, sar_valid, flows)
+    cost = torch.where(share >= config.guard_min_coverage, cost, torch.full_like(cost, float("inf")))
     best = cost.argmin(dim=0)
     batch = torch.arange(start.shape[0], device=start.device)
-    return Guarded(flow=flows[best, batch], chosen=tuple(CANDIDATES[i] for i in best.tolist()),
-                   cost=cost[best, batch])
+    return Guarded(flow=flows[best, batch], chosen=tuple(CANDIDATES[i] for i in best.tolist()))

@@ -87,9 +87,9 @@ def test_with_refinement_off_the_output_is_the_network_s(volkov_pair):
     o, s = optical[:, :SIZE, :SIZE], sar[:, :SIZE, :SIZE]
     net = build_network(LITE)
     plain = Registrar(net, torch.device("cpu"), "untrained").register(o, s)
+    o_img, o_val, s_img, s_val = tensors(o, s)
     with torch.inference_mode():
-        direct = net(*[t for t in (tensors(o, s)[0], tensors(o, s)[2], tensors(o, s)[1], tensors(o, s)[3])],
-                     robust=True).flow[0].numpy()
+        direct = net(o_img, s_img, o_val, s_val, robust=True).flow[0].numpy()
     assert plain.chosen == "network"
     np.testing.assert_array_equal(plain.flow, direct)
     refined = Registrar(net, torch.device("cpu"), "untrained", CONFIG).register(o, s)
