@@ -45,8 +45,8 @@ def flow_rmse(flow: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> float:
     return float(np.sqrt(err.mean())) if err.size else float("inf")
 
 
-SOMA_METHODS = {"soma": RefineConfig(), "soma_refined": RefineConfig(enabled=True)}
-"""The Registrar as harness methods: the network alone, and the network plus test-time refinement."""
+SOMA_METHODS = {"soma": RefineConfig(), "soma_network": RefineConfig(enabled=False)}
+"""The Registrar as harness methods: the default (network plus test-time refinement), and the network alone."""
 
 
 def soma_method(checkpoint: str | Path | None = None, refinement: RefineConfig = RefineConfig()) -> Method:

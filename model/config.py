@@ -154,10 +154,10 @@ class RefineConfig:
 
     The deformation is the network's flow composed with a residual: an affine plus a smooth field on a
     bicubic control grid, fitted by Levenberg-Marquardt coarse to fine to a modality-independent
-    similarity. Off by default: on real pairs its optimum is not yet sub-pixel (docs/model.md).
+    similarity. On by default: `Registrar.load()` and the pipeline run the network, then this.
     """
 
-    enabled: bool = False
+    enabled: bool = True
     objective: Literal["structure_ssd", "ngf"] = "structure_ssd"
     """Similarity: SSD of the oriented structure channels (CFOG-like), or of normalised gradient fields
     in their sign-invariant tensor form (``|n n^T - m m^T|^2``)."""
@@ -176,6 +176,9 @@ class RefineConfig:
     """Weight of the diffusion regulariser on the control grid, relative to the data term's mean curvature."""
     field_ridge: float = 0.1
     """Ridge on the control points' displacement (the affine takes the global motion), same scale."""
+    linear: Literal["affine", "similarity", "translation"] = "similarity"
+    """The residual's linear part: a free affine, a similarity (rotation and uniform scale, no shear) or
+    none (translation plus the field)."""
     linear_ridge: float = 1e-3
     """Ridge on the residual affine's linear part (px of motion at half the tile size), same scale."""
     structure_orientations: int = 8

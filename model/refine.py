@@ -51,6 +51,10 @@ class Refined:
     """`(B, 2, H, W)` refined flow, px."""
     iterations: tuple[tuple[int, ...], ...]
     """Per level, the iterations each tile used."""
+    variance: torch.Tensor
+    """`(B, H, W)` the finest level's Gauss-Newton posterior variance of each pixel's displacement,
+    ``J(p) (H + R)^-1 J(p)^T`` times the tile's final cost, px^2 up to a constant: large where the similarity
+    constrains the deformation poorly (along edges, on flat ground, far from structure)."""
 
 
 def cubic_weights(coords: torch.Tensor, points: int) -> torch.Tensor:
@@ -109,6 +113,25 @@ def regulariser(grid: tuple[int, int] | None, config: RefineConfig, device: torc
         field = index.flatten()
         reg[field, field] += config.field_ridge
     return reg
+
+
+def constraint(grid: tuple[int, int] | None, linear: str, device: torch.device) -> torch.Tensor:
+    """`(2n, m)` map from the fitted parameters to both axes' residual parameters (x block then y block):
+    the residual's linear part is a free affine, a similarity (rotation and uniform scale) or absent."""
+    n = AFFINE_BASIS + (grid[0] * grid[1] if grid else 0)
+    full = torch.eye(2 * n, device=device)
+    if linear == "affine":
+        return full
+    x, y = 0, n
+    keep = [i for i in range(2 * n) if i not in (x + 1, x + 2, y + 1, y + 2)]
+    columns = [full[:, keep]]
+    if linear == "similarity":
+        scale = full[:, x + 1] + full[:, y + 2]
+        rotation = full[:, y + 1] - full[:, x + 2]
+        columns.append(torch.stack([scale, rotation], dim=1))
+    elif linear != "translation":
+        raise ValueError(f"unknown residual linear part {linear!r}")
+    return torch.cat(columns, dim=1)
 
 
 def compose(flow: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
@@ -188,22 +211,23 @@ def unit(d: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
 
 
 def fit_level(descriptor: Descriptor, inputs: LevelInputs, full_size: tuple[int, int], iterations: int,
-              config: RefineConfig) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """Levenberg-Marquardt on one level's residual; returns the full-resolution residual `(B, 2, H, W)` and
-    the iterations each tile used."""
+              config: RefineConfig) -> tuple[torch.Tensor, tuple[int, ...], torch.Tensor]:
+    """Levenberg-Marquardt on one level's residual; returns the full-resolution residual `(B, 2, H, W)`, the
+    iterations each tile used and the posterior displacement variance `(B, H, W)` (see `Refined`)."""
     batch, channels, h, w = inputs.ref.shape
     device = inputs.ref.device
     grid = control_points(full_size, config.field_spacing_px) if config.field_spacing_px > 0 else None
     phi = basis(full_size, inputs.factor, grid, device)  # (hw, n)
     n = phi.shape[1]
-    reg = torch.block_diag(*[regulariser(grid, config, device)] * 2)  # (2n, 2n), x then y
+    lift = constraint(grid, config.linear, device)  # (2n, m)
+    reg = lift.t() @ torch.block_diag(*[regulariser(grid, config, device)] * 2) @ lift  # (m, m)
     centres = cell_centres(*full_size, inputs.factor, device)
     floor = norm_floor(inputs.ref)
     ref = unit(inputs.ref, floor).flatten(2)
     cw = descriptor.channel_weight
 
     def displacement(theta: torch.Tensor) -> torch.Tensor:
-        return (theta.view(batch, 2, n) @ phi.t()).view(batch, 2, h, w)
+        return ((theta @ lift.t()).view(batch, 2, n) @ phi.t()).view(batch, 2, h, w)
 
     def evaluate(theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
         moved, ok = moved_image(inputs.sar, inputs.sar_valid, centres, displacement(theta), full_size)
@@ -215,21 +239,26 @@ def fit_level(descriptor: Descriptor, inputs: LevelInputs, full_size: tuple[int,
         cost = cw * ((error**2).sum(dim=1) * weight).sum(dim=1) / total
         return cost, error, gx, gy, weight / total[:, None]
 
-    theta = torch.zeros(batch, 2 * n, device=device)
-    cost, error, gx, gy, weight = evaluate(theta)
-    scale = None
-    damping = torch.full((batch,), config.damping, device=device)
-    active = torch.ones(batch, dtype=torch.bool, device=device)
-    used = torch.zeros(batch, dtype=torch.long, device=device)
-    for _ in range(iterations):
+    def normal_equations(error: torch.Tensor, gx: torch.Tensor, gy: torch.Tensor,
+                         weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gauss-Newton Hessian `(B, m, m)` and gradient `(B, m)` of the data term."""
         a = cw * (gx * gx).sum(dim=1) * weight
         b = cw * (gx * gy).sum(dim=1) * weight
         c = cw * (gy * gy).sum(dim=1) * weight
         jx = cw * (gx * error).sum(dim=1) * weight
         jy = cw * (gy * error).sum(dim=1) * weight
         hxx, hxy, hyy = ((phi.t() * v[:, None, :]) @ phi for v in (a, b, c))
-        hessian = torch.cat([torch.cat([hxx, hxy], 2), torch.cat([hxy, hyy], 2)], 1)
-        grad = torch.cat([jx @ phi, jy @ phi], dim=1)
+        hessian = lift.t() @ torch.cat([torch.cat([hxx, hxy], 2), torch.cat([hxy, hyy], 2)], 1) @ lift
+        return hessian, torch.cat([jx @ phi, jy @ phi], dim=1) @ lift
+
+    theta = torch.zeros(batch, lift.shape[1], device=device)
+    cost, error, gx, gy, weight = evaluate(theta)
+    scale = None
+    damping = torch.full((batch,), config.damping, device=device)
+    active = torch.ones(batch, dtype=torch.bool, device=device)
+    used = torch.zeros(batch, dtype=torch.long, device=device)
+    for _ in range(iterations):
+        hessian, grad = normal_equations(error, gx, gy, weight)
         if scale is None:  # the regulariser's unit: the data term's mean curvature at the start
             scale = hessian.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
         penalty = scale[:, None, None] * reg
@@ -252,8 +281,15 @@ def fit_level(descriptor: Descriptor, inputs: LevelInputs, full_size: tuple[int,
         if not active.any():
             break
     full_phi = basis(full_size, 1, grid, device)
-    residual = (theta.view(batch, 2, n) @ full_phi.t()).view(batch, 2, *full_size)
-    return residual, tuple(used.tolist())
+    residual = ((theta @ lift.t()).view(batch, 2, n) @ full_phi.t()).view(batch, 2, *full_size)
+    hessian, _ = normal_equations(error, gx, gy, weight)
+    if scale is None:
+        scale = hessian.diagonal(dim1=1, dim2=2).mean(dim=1).clamp_min(1e-12)
+    system = hessian + scale[:, None, None] * (reg + DIAGONAL_FLOOR * torch.eye(reg.shape[0], device=device))
+    covariance = torch.linalg.inv(system) * cost[:, None, None]  # (B, m, m)
+    jacobians = [full_phi @ lift[axis * n : (axis + 1) * n] for axis in (0, 1)]  # (HW, m) per axis
+    variance = sum(((j @ covariance) * j).sum(dim=-1) for j in jacobians)
+    return residual, tuple(used.tolist()), variance.view(batch, *full_size)
 
 
 def refine(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor, sar: torch.Tensor,
@@ -264,10 +300,10 @@ def refine(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.T
     used = []
     for factor, iterations in zip(config.levels, config.iterations):
         inputs = level_inputs(descriptor, optical, optical_valid, sar, sar_valid, flow, factor)
-        residual, its = fit_level(descriptor, inputs, full_size, iterations, config)
+        residual, its, variance = fit_level(descriptor, inputs, full_size, iterations, config)
         flow = compose(flow, residual)
         used.append(its)
-    return Refined(flow=flow, iterations=tuple(used))
+    return Refined(flow=flow, iterations=tuple(used), variance=variance)
 
 
 def flow_costs(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor, sar: torch.Tensor,
@@ -293,6 +329,8 @@ class Guarded:
 
     flow: torch.Tensor
     """`(B, 2, H, W)` the chosen flow."""
+    variance: torch.Tensor
+    """`(B, H, W)` the refinement's posterior displacement variance (`Refined.variance`)."""
     chosen: tuple[str, ...]
     """Per tile: "refined", "start" or "identity"."""
 
@@ -305,10 +343,11 @@ def refine_guarded(descriptor: Descriptor, optical: torch.Tensor, optical_valid:
     """`refine` from `start`, then keep per tile whichever of refined, start and identity scores best by
     the similarity (never worse than the start or no correction); a candidate that overlaps less than
     `config.guard_min_coverage` of the reference is refused."""
-    refined = refine(descriptor, optical, optical_valid, sar, sar_valid, start, config).flow
-    flows = torch.stack([refined, start, torch.zeros_like(start)])  # (3, B, 2, H, W), as CANDIDATES
+    result = refine(descriptor, optical, optical_valid, sar, sar_valid, start, config)
+    flows = torch.stack([result.flow, start, torch.zeros_like(start)])  # (3, B, 2, H, W), as CANDIDATES
     cost, share = flow_costs(descriptor, optical, optical_valid, sar, sar_valid, flows)
     cost = torch.where(share >= config.guard_min_coverage, cost, torch.full_like(cost, float("inf")))
     best = cost.argmin(dim=0)
     batch = torch.arange(start.shape[0], device=start.device)
-    return Guarded(flow=flows[best, batch], chosen=tuple(CANDIDATES[i] for i in best.tolist()))
+    return Guarded(flow=flows[best, batch], variance=result.variance,
+                   chosen=tuple(CANDIDATES[i] for i in best.tolist()))

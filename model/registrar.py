@@ -19,10 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .certainty import CertaintyCalibration, calibration_path, certainty_features, load_calibration
 from .checkpoint import file_sha256, load_network
 from .config import LITE, RefineConfig, SomaConfig
 from .errors import InvalidInputError
-from .geometry import IDENTITY_AFFINE, cell_centres, sample_nan_aware
+from .geometry import IDENTITY_AFFINE, affine_to_flow, cell_centres, sample_nan_aware
 from .glam import output_valid
 from .network import SomaNet, build_network
 from .normalize import PreparedTile, prepare_optical, prepare_sar
@@ -30,10 +31,6 @@ from .refine import refine_guarded
 from .similarity import Descriptor
 
 BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite.pt"
-ARCHIVE_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite_archive.pt"
-"""The bundled checkpoint after a second stage on geocoding-sized misregistration (a few px, a few
-degrees): more accurate on archive scenes, not for large rotations (docs/model_card.md). The pipeline's
-default."""
 UNTRAINED = "untrained"
 WARP_COVERAGE_TOLERANCE = 1e-4
 """`warp_numpy` gives NaN where less than 1 - this of a sample's bilinear support is valid."""
@@ -46,14 +43,18 @@ class Registration:
     flow: np.ndarray
     """`(2, H, W)` float32 (dx, dy) in reference pixels: ``coregistered(p) = sar(p + flow(p))``."""
     certainty: np.ndarray
-    """`(H, W)` float32 in [0, 1]: probability that the flow is within 1 px of the truth."""
+    """`(H, W)` float32 in [0, 1]: probability that the flow is within 1 px of the truth (calibrated when the
+    Registrar has a calibration for its checkpoint and refinement; otherwise the network's own)."""
     affine: np.ndarray
     """`(2, 3)` float64 global affine, reference px -> SAR px (identity = aligned)."""
     valid: np.ndarray
     """`(H, W)` bool: both images have data there (and p + flow(p) falls inside the SAR)."""
     chosen: str = "network"
     """Which flow this is: "network" (refinement off), or the guard's pick "refined", "start" (the
-    network's, refinement gained nothing) or "identity" (nothing gained over no correction: certainty 0)."""
+    network's global affine, refinement gained nothing) or "identity" (nothing gained over no correction:
+    certainty 0)."""
+    features: np.ndarray | None = None
+    """`(F, H, W)` float32 certainty features (`model.certainty.FEATURES`) when asked for, else None."""
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -67,7 +68,7 @@ class Registrar:
     """Holds one SOMA network on one device and registers numpy tiles with it."""
 
     def __init__(self, net: SomaNet, device: torch.device, checkpoint_sha256: str,
-                 refinement: RefineConfig = RefineConfig()) -> None:
+                 refinement: RefineConfig = RefineConfig(), calibration: CertaintyCalibration | None = None) -> None:
         self.net = net.to(device).eval()
         self.device = device
         self.checkpoint_sha256 = checkpoint_sha256
@@ -75,6 +76,13 @@ class Registrar:
         self.refinement = refinement
         """Test-time refinement after the network (`RefineConfig.enabled`; off by default)."""
         self.descriptor = Descriptor(refinement).to(device)
+        if calibration is not None and (calibration.checkpoint_sha256 != checkpoint_sha256
+                                        or RefineConfig.from_dict(calibration.refinement) != refinement):
+            warnings.warn("certainty calibration was fitted for another checkpoint or refinement config: "
+                          "using the network's own certainty", RuntimeWarning, stacklevel=2)
+            calibration = None
+        self.calibration = calibration if refinement.enabled else None
+        """Maps the refinement's certainty features to P(EPE < 1 px); None: the network's own certainty."""
 
     @property
     def config(self) -> SomaConfig:
@@ -84,7 +92,8 @@ class Registrar:
     def load(cls, path: str | Path | None = None, device: str | torch.device = "auto",
              refinement: RefineConfig = RefineConfig()) -> "Registrar":
         """The network in `path` (default: the bundled checkpoint), on `device` ("auto": cuda if present),
-        followed by `refinement` when it is enabled.
+        followed by `refinement` when it is enabled, with the certainty calibration stored beside the
+        checkpoint (`model.certainty.calibration_path`) when there is one for this refinement.
 
         Without a bundled checkpoint, an untrained `lite` network is used and a warning says so.
         """
@@ -95,7 +104,9 @@ class Registrar:
             return cls(build_network(LITE), device, UNTRAINED, refinement)
         path = Path(path) if path is not None else BUNDLED_CHECKPOINT
         net, _ = load_network(path)
-        return cls(net, device, file_sha256(path), refinement)
+        calibration_file = calibration_path(path)
+        calibration = load_calibration(calibration_file) if calibration_file.is_file() else None
+        return cls(net, device, file_sha256(path), refinement, calibration)
 
     def register(self, optical: np.ndarray, sar: np.ndarray, *, optical_nodata: float | None = None,
                  sar_nodata: float | None = None) -> Registration:
@@ -103,8 +114,10 @@ class Registrar:
         return self.register_batch([optical], [sar], optical_nodata=optical_nodata, sar_nodata=sar_nodata)[0]
 
     def register_batch(self, opticals: list[np.ndarray], sars: list[np.ndarray], *,
-                       optical_nodata: float | None = None, sar_nodata: float | None = None) -> list[Registration]:
-        """Register same-size tile pairs in one forward pass."""
+                       optical_nodata: float | None = None, sar_nodata: float | None = None,
+                       keep_features: bool = False) -> list[Registration]:
+        """Register same-size tile pairs in one forward pass (`keep_features`: return the certainty features
+        too, as the calibration is fitted from them; needs refinement)."""
         if len(opticals) != len(sars) or not opticals:
             raise InvalidInputError(f"register_batch: {len(opticals)} optical and {len(sars)} SAR tiles; "
                                     "expected the same, non-zero number")
@@ -116,10 +129,12 @@ class Registrar:
                 raise InvalidInputError(
                     f"tile {i}: optical {o.valid.shape} and SAR {s.valid.shape} must both be {size} "
                     "(same H, W for every tile of a batch)")
-        return self._forward(opt, sar)
+        if keep_features and not self.refinement.enabled:
+            raise InvalidInputError("keep_features: certainty features come from the refinement, which is off")
+        return self._forward(opt, sar, keep_features)
 
     @torch.inference_mode()
-    def _forward(self, opt: list[PreparedTile], sar: list[PreparedTile]) -> list[Registration]:
+    def _forward(self, opt: list[PreparedTile], sar: list[PreparedTile], keep_features: bool) -> list[Registration]:
         height, width = opt[0].valid.shape
         m = self.config.size_multiple
         pad = (0, -width % m, 0, -height % m)
@@ -133,9 +148,17 @@ class Registrar:
         out = self.net(o_img, s_img, o_val, s_val, robust=True)
         flow, certainty = out.flow, torch.sigmoid(out.certainty_logit)
         chosen = ("network",) * len(opt)
+        features = None
         if self.refinement.enabled:
-            guarded = refine_guarded(self.descriptor, o_img, o_val, s_img, s_val, flow, self.refinement)
+            # The start is the network's global affine: on real pairs its dense stage adds ~0.8 px of rough
+            # error that a smooth residual cannot remove, and that the similarity wrongly rewards (docs/model.md).
+            start = affine_to_flow(out.affine.float(), (flow.shape[-2], flow.shape[-1]))
+            guarded = refine_guarded(self.descriptor, o_img, o_val, s_img, s_val, start, self.refinement)
+            features = certainty_features(self.descriptor, o_img, o_val, s_img, s_val, guarded.flow, flow,
+                                          out.certainty_logit, guarded.variance)
             flow, chosen = guarded.flow, guarded.chosen
+            if self.calibration is not None:
+                certainty = self.calibration.probability(features)
             gained = torch.tensor([c != "identity" for c in chosen], device=flow.device)
             certainty = certainty * gained.view(-1, 1, 1)
         valid = output_valid(flow, o_val, s_val)
@@ -145,9 +168,11 @@ class Registrar:
         valid = valid.unsqueeze(1)[crop][:, 0].cpu().numpy()
         affine = out.affine.double().cpu().numpy()
         affine[[c == "identity" for c in chosen]] = np.array(IDENTITY_AFFINE)
+        kept = features[crop].float().cpu().numpy() if keep_features and features is not None else None
         return [
             Registration(flow=flow[i], certainty=np.where(valid[i], certainty[i], 0.0).astype(np.float32),
-                         affine=affine[i], valid=valid[i], chosen=chosen[i])
+                         affine=affine[i], valid=valid[i], chosen=chosen[i],
+                         features=None if kept is None else kept[i])
             for i in range(len(opt))
         ]
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import ray
 from ray.util import ActorPool
+
+from model.config import RefineConfig
 
 from .config import PipelineConfig
 
@@ -61,17 +64,18 @@ ACTOR_RESTARTS = 3
 class RegistrarActor:
     """Loads the model once; registers batches of same-size windows."""
 
-    def __init__(self, checkpoint: str | None, device: str, threads: int) -> None:
+    def __init__(self, checkpoint: str | None, device: str, threads: int, refinement: RefineConfig) -> None:
         import torch
 
         from model import Registrar
-        from model.registrar import ARCHIVE_CHECKPOINT
 
         torch.set_num_threads(threads)
-        self.registrar = Registrar.load(checkpoint or ARCHIVE_CHECKPOINT, device=device)
+        self.registrar = Registrar.load(checkpoint, device=device, refinement=refinement)
 
     def describe(self) -> dict:
         return {"model": self.registrar.config.name, "checkpoint_sha256": self.registrar.checkpoint_sha256,
+                "refinement": json.dumps(self.registrar.refinement.to_dict(), sort_keys=True),
+                "certainty_calibrated": self.registrar.calibration is not None,
                 "device": str(self.registrar.device), "node": ray.get_runtime_context().get_node_id()}
 
     def register(self, batch: list[TileInput]) -> list[TileOutput]:
@@ -98,7 +102,8 @@ def start_pool(config: PipelineConfig) -> tuple[ActorPool, list, dict]:
     remote = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=1 if gpus else 0, scheduling_strategy="SPREAD",
                         max_restarts=ACTOR_RESTARTS, max_task_retries=config.retries)(RegistrarActor)
     device = config.device if config.device != "auto" else ("cuda" if gpus else "cpu")
-    actors = [remote.remote(config.checkpoint, device, config.threads_per_actor) for _ in range(config.actors)]
+    actors = [remote.remote(config.checkpoint, device, config.threads_per_actor, config.refinement)
+              for _ in range(config.actors)]
     model = ray.get(actors[0].describe.remote())
     return ActorPool(actors), actors, model
 

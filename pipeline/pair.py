@@ -187,6 +187,8 @@ def _register(pair: ScenePair, config: PipelineConfig, optical: OpticalReader, s
     counts = Counter(TileStatus(int(s)).label for s in store.status())
     quicklook = write_quicklook(path, optical, sar, config) if config.quicklook else None
     store.finish({"model": model.get("model", ""), "checkpoint_sha256": model.get("checkpoint_sha256", ""),
+                  "refinement": model.get("refinement", ""),
+                  "certainty_calibrated": model.get("certainty_calibrated", False),
                   "quicklook": quicklook or "", "status_counts": dict(counts)})
     return PairResult(pair.pair_id, path, len(tiles), dict(counts), total, time.perf_counter() - started, False,
                       quicklook)

@@ -3,7 +3,6 @@
 import re
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
@@ -18,7 +17,7 @@ def test_demo_reports_injected_and_recovered_shift():
     assert "injected    dx +6.99 px, dy -1.00 px" in result.output
     rmse = float(re.search(r"flow RMSE\s+([\d.]+) px", result.output).group(1))
     injected = float(np.hypot(6.99, -1.00))  # what leaving the SAR as it is would score
-    assert rmse < injected / 2, result.output  # the model registers; the < 1 px bound is the xfail below
+    assert rmse < injected / 2, result.output  # the model registers; the < 1 px bound is below
 
 
 def test_the_trained_checkpoint_ships_and_loads_by_default():
@@ -44,7 +43,6 @@ def test_train_without_data_root_says_how_to_give_it(monkeypatch):
     assert "SOMA_DATA_ROOT" in result.output
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: the shipped SOMA-lite checkpoint reaches 1.66 px here, not < 1 px")
 def test_bundled_checkpoint_recovers_a_known_shift_below_one_pixel():
     from cli.demo import run_demo
     from cli.main import SAMPLE_DIR

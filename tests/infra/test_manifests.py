@@ -73,7 +73,7 @@ def test_the_image_installs_the_package_with_its_checkpoint_and_the_pinned_torch
     for package in ("model", "pipeline", "flows", "cli"):
         assert package in copied
     assert (REPO / "model" / "weights" / "soma_lite.pt").is_file()
-    assert (REPO / "model" / "weights" / "soma_lite_archive.pt").is_file()  # the pipeline's default
+    assert (REPO / "model" / "weights" / "soma_lite.calibration.json").is_file()
     assert "ARG TORCH_VERSION=2.13.0" in dockerfile
-    assert "Registrar.load" in dockerfile and "ARCHIVE_CHECKPOINT" in dockerfile  # the build fails without them
+    assert "Registrar.load" in dockerfile and "r.calibration is not None" in dockerfile  # the build fails without them
     assert RegistrarActor.__module__ == "pipeline.actors"  # actor code lives in the installed package

@@ -86,7 +86,7 @@ def test_with_refinement_off_the_output_is_the_network_s(volkov_pair):
     optical, sar = volkov_pair
     o, s = optical[:, :SIZE, :SIZE], sar[:, :SIZE, :SIZE]
     net = build_network(LITE)
-    plain = Registrar(net, torch.device("cpu"), "untrained").register(o, s)
+    plain = Registrar(net, torch.device("cpu"), "untrained", RefineConfig(enabled=False)).register(o, s)
     o_img, o_val, s_img, s_val = tensors(o, s)
     with torch.inference_mode():
         direct = net(o_img, s_img, o_val, s_val, robust=True).flow[0].numpy()
@@ -97,5 +97,5 @@ def test_with_refinement_off_the_output_is_the_network_s(volkov_pair):
 
 
 def test_refine_config_round_trips():
-    config = RefineConfig(enabled=True, levels=(4, 2, 1), iterations=(3, 2, 1), objective="ngf")
+    config = RefineConfig(enabled=True, levels=(4, 2, 1), iterations=(3, 2, 1), objective="ngf", linear="affine")
     assert RefineConfig.from_dict(config.to_dict()) == config

@@ -10,6 +10,7 @@ import rasterio
 import xarray as xr
 from rasterio.warp import calculate_default_transform, reproject
 
+from model.config import RefineConfig
 from pipeline import PipelineConfig, ScenePair, register_pair
 from tests.conftest import SAMPLE
 
@@ -21,7 +22,9 @@ BEN_SAR = SAMPLE / "bigearthnet" / "33UUP_87_48_sar.tif"
 PAIR_142 = ScenePair("142", (str(SAMPLE / "s1s2_volkov" / "142_opt.tif"),),
                      (str(SAMPLE / "s1s2_volkov" / "142_sar.tif"),))
 VARIABLES = ("flow_x", "flow_y", "certainty", "valid", "sar_coregistered")
-FAST = PipelineConfig(quicklook=False)
+FAST = PipelineConfig(quicklook=False, refinement=RefineConfig(enabled=False))
+"""For tests of the pipeline's mechanics (faults, resume, layout), not its accuracy: the network alone keeps
+them fast; the accuracy tests (test_recovery, the flows' recovered vs injected) run the default model."""
 
 
 def arrays(store: str) -> dict[str, np.ndarray]:

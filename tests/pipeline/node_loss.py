@@ -16,6 +16,7 @@ import ray  # noqa: E402 - the settings above must come first
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import pipeline.pair as pair_module  # noqa: E402
+from model.config import RefineConfig  # noqa: E402
 from pipeline import PipelineConfig, register_pair  # noqa: E402
 from tests.pipeline.conftest import PAIR_142  # noqa: E402
 
@@ -42,7 +43,8 @@ def main(output: str) -> None:
             cluster.remove_node(worker)
 
     pair_module.start_pool = start_and_remember
-    result = register_pair(PAIR_142, output, PipelineConfig(actors=2, quicklook=False), lose_worker_after_two)
+    config = PipelineConfig(actors=2, quicklook=False, refinement=RefineConfig(enabled=False))  # mechanics only
+    result = register_pair(PAIR_142, output, config, lose_worker_after_two)
     print(json.dumps({"status_counts": result.status_counts, "written": result.written_tiles,
                       "nodes_with_actors_before_loss": len(placed.get("nodes", ())),
                       "worker_had_an_actor": worker.node_id in placed.get("nodes", ()),

@@ -16,13 +16,15 @@ from rasterio.transform import Affine
 from typer.testing import CliRunner
 
 from cli.main import app
+from model.config import RefineConfig
 from model.errors import CheckpointError
 from pipeline import PipelineConfig, RasterError, ScenePair, register_pair
 from pipeline.invariants import violations
 from pipeline.store import StoreMismatch
 from tests.pipeline.conftest import BEN_OPT, BEN_SAR
 
-FAST = PipelineConfig(quicklook=False)
+FAST = PipelineConfig(quicklook=False, refinement=RefineConfig(enabled=False))
+"""Bad-input handling does not depend on the refinement: the network alone keeps these fast."""
 
 
 def write_like(source: Path, target: Path, data: np.ndarray | None = None, **profile) -> Path:

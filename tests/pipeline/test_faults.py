@@ -37,7 +37,7 @@ def assert_same_as_reference(store: str, reference: str) -> None:
 def register_command(output: Path) -> list[str]:
     """`soma register` of pair 142 in its own process, joining the test's Ray cluster."""
     return [sys.executable, "-m", "cli.main", "register", "--optical", PAIR_142.optical[0], "--sar", PAIR_142.sar[0],
-            "--output", str(output), "--pair-id", "142"]
+            "--output", str(output), "--pair-id", "142", "--no-refinement"]  # as FAST: the network alone
 
 
 def cluster_env(ray_cluster) -> dict[str, str]:

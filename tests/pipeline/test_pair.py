@@ -1,6 +1,8 @@
 """`register_pair` end to end on real rasters: the Zarr contract, BigEarthNet units, another UTM zone,
 pool-size independence, and resuming an interrupted run."""
 
+import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +11,9 @@ import rasterio
 import xarray as xr
 
 from model.checkpoint import file_sha256
-from model.registrar import ARCHIVE_CHECKPOINT
-from pipeline import PipelineConfig, ScenePair, TileStatus, register_pair
+from model.config import RefineConfig
+from model.registrar import BUNDLED_CHECKPOINT
+from pipeline import ScenePair, TileStatus, register_pair
 from pipeline.invariants import violations
 from pipeline.store import tile_table
 from tests.pipeline.conftest import BEN_OPT, BEN_SAR, FAST, PAIR_142, VARIABLES, arrays, rewrite_in_crs
@@ -34,7 +37,9 @@ def test_output_reads_back_with_the_optical_grid_and_every_variable(ben_run):
         assert ds[v].attrs.get("grid_mapping") == "spatial_ref" or ds[v].encoding.get("grid_mapping") == "spatial_ref"
     assert ds.sar_coregistered.sizes["band"] == 2
     assert ds.attrs["complete"] is True and ds.attrs["pair_id"] == "ben"
-    assert ds.attrs["checkpoint_sha256"] == file_sha256(ARCHIVE_CHECKPOINT)  # the pipeline's default
+    assert ds.attrs["checkpoint_sha256"] == file_sha256(BUNDLED_CHECKPOINT)  # the pipeline's default
+    assert RefineConfig.from_dict(json.loads(ds.attrs["refinement"])) == RefineConfig()  # what the actors ran
+    assert ds.attrs["certainty_calibrated"] is True
     assert len(tile_table(ds)) == ds.sizes["tile"] == ben_run.tiles == 1
     assert Path(ben_run.quicklook).stat().st_size > 10_000
 
@@ -64,7 +69,7 @@ def test_sar_in_another_utm_zone_is_reprojected_and_registered(ben_run, tmp_path
 
 
 def test_two_actors_give_the_same_arrays_as_one(reference_142, tmp_path):
-    two = register_pair(PAIR_142, str(tmp_path), PipelineConfig(actors=2, quicklook=False))
+    two = register_pair(PAIR_142, str(tmp_path), dataclasses.replace(FAST, actors=2))
     assert two.status_counts == reference_142.status_counts
     ref, got = arrays(reference_142.store), arrays(two.store)
     for v in VARIABLES:

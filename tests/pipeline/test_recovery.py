@@ -1,6 +1,8 @@
 """Acceptance on a real 2048² Sentinel-1/2 scene: a known geotransform shift plus a smooth field injected
 into the SAR is recovered by `soma register`, and the tile table shows the similarity gain."""
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -9,6 +11,7 @@ from rasterio.transform import Affine
 from typer.testing import CliRunner
 
 from cli.main import app
+from model.config import RefineConfig
 from model.synthetic_warp import Misregistration, move_sar, shifted_file_flow, smooth_field
 from tests.pipeline.conftest import SCENE_OPT, SCENE_SAR
 
@@ -63,11 +66,11 @@ def test_register_recovers_an_injected_shift_and_field(recovery):
     assert np.median(error[valid]) < RECOVERY_TOLERANCE_PX, f"median error {np.median(error[valid]):.2f} px"
     table = b.tile_similarity_after.values > b.tile_similarity_before.values
     assert table.mean() > 0.5, f"similarity improved on {table.mean():.0%} of tiles"
+    assert RefineConfig.from_dict(json.loads(b.attrs["refinement"])) == RefineConfig()  # the default model
+    assert b.attrs["certainty_calibrated"] is True
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 3: the shipped SOMA-lite's certainty is low and uninformative "
-                   "(docs/model_card.md), so no pixel is confident (>= 0.5)")
 def test_the_recovered_field_is_within_a_pixel_over_confident_pixels(recovery):
     a, b, error = recovery
     confident = a.valid.values & b.valid.values & (a.certainty.values >= 0.5) & (b.certainty.values >= 0.5)
