@@ -74,7 +74,7 @@ class Registrar:
         self.checkpoint_sha256 = checkpoint_sha256
         """SHA-256 of the checkpoint file, or "untrained"."""
         self.refinement = refinement
-        """Test-time refinement after the network (`RefineConfig.enabled`; off by default)."""
+        """Test-time refinement after the network (`RefineConfig.enabled`; on by default)."""
         self.descriptor = Descriptor(refinement).to(device)
         if calibration is not None and (calibration.checkpoint_sha256 != checkpoint_sha256
                                         or RefineConfig.from_dict(calibration.refinement) != refinement):
