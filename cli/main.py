@@ -4,11 +4,53 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+DEBUG_ENV = "SOMA_DEBUG"
+
+
+def _reported_by_typer(exc: Exception) -> bool:
+    """Usage errors, exit codes and Ctrl-C: click's and typer's own exceptions (typer >= 0.2x vendors click as
+    `typer._click`), which they report themselves."""
+    return type(exc).__module__.split(".")[0] in {"click", "typer"}
+
+
+def _error_line(exc: Exception) -> str:
+    """One line for `exc`: a project error's own message (it names the file and the problem); for anything else
+    its type too, and how to see the traceback."""
+    from model.errors import SomaError
+
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    if isinstance(exc, SomaError):
+        return text
+    return f"{type(exc).__name__}: {text} (rerun with --debug for the traceback)"
+
+
+class SomaCommands(TyperGroup):
+    """The `soma` commands: an error ends the command with one line on stderr and exit 1, or, under `--debug`,
+    with its full traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            if _reported_by_typer(exc) or ctx.params.get("debug"):
+                raise
+            typer.echo(f"error: {_error_line(exc)}", err=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(cls=SomaCommands, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="SOMA: Sentinel-1 SAR to Sentinel-2 optical co-registration.")
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV,
+                                    help=f"on an error, show its full traceback (also: {DEBUG_ENV}=1)")) -> None:
+    """Options for every command; `debug` is read by `SomaCommands.invoke`."""
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001 - warnings API
@@ -147,7 +189,7 @@ def register(
         result = register_pair(pair, output, config, progress)
     if result.already_complete:
         typer.echo(f"{result.store} was already complete: nothing to do")
-    typer.echo(_summary(result))
+    typer.echo(_summary(result, config.storage))
 
 
 @app.command()
@@ -157,13 +199,11 @@ def check(
 ) -> None:
     """Check a pair's group against its invariants (complete only when every tile has a status, tile data and
     table rows agree, failed and no-data tiles hold no valid data); exit 1 if any is broken."""
-    import xarray as xr
-
     from pipeline import StorageOptions
     from pipeline.invariants import violations
+    from pipeline.store import open_pair
 
-    options = StorageOptions(endpoint_url=endpoint_url).for_url(store) or None
-    ds = xr.open_zarr(store, consolidated=False, storage_options=options)
+    ds = open_pair(store, StorageOptions(endpoint_url=endpoint_url))
     found = violations(ds)
     state = "complete" if ds.attrs.get("complete") else "incomplete"
     for line in found:
@@ -172,13 +212,11 @@ def check(
     raise typer.Exit(1 if found else 0)
 
 
-def _summary(result) -> str:  # noqa: ANN001 - pipeline.PairResult, imported lazily
-    """The per-tile table of a finished pair, then one line of totals."""
-    import xarray as xr
+def _summary(result, storage) -> str:  # noqa: ANN001 - pipeline.PairResult and StorageOptions, imported lazily
+    """The per-tile table of a finished pair (read through the run's `storage`), then one line of totals."""
+    from pipeline.store import open_pair, tile_table
 
-    from pipeline.store import tile_table
-
-    rows = tile_table(xr.open_zarr(result.store))
+    rows = tile_table(open_pair(result.store, storage))
     lines = [f"{'tile':>4} {'status':<15} {'certainty':>9} {'confident':>9} {'|flow| p50':>10} {'p95':>6} "
              f"{'sim before':>10} {'after':>6}  error"]
     for r in rows:
@@ -230,10 +268,10 @@ def _archive_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _recovery_report(output: str, rows: list[dict], truth: Path) -> str:
+def _recovery_report(output: str, rows: list[dict], truth: Path, endpoint_url: str | None) -> str:
     """Recovered vs injected misregistration per pair (the bundled sample's sidecar)."""
     from flows.injected import recovery
-    from pipeline import store_path
+    from pipeline import StorageOptions, store_path
 
     w = max([len(r["pair_id"]) for r in rows] + [4])
     lines = [f"{'pair':<{w}} {'injected':>8} {'error median':>12} {'rmse':>6} {'confident':>9}   (px, valid pixels)"]
@@ -241,7 +279,7 @@ def _recovery_report(output: str, rows: list[dict], truth: Path) -> str:
         if r["outcome"] == "failed":
             continue
         sar_item = r["pair_id"].split("__", 1)[-1]
-        rec = recovery(store_path(output, r["pair_id"]), sar_item, truth)
+        rec = recovery(store_path(output, r["pair_id"]), sar_item, truth, StorageOptions(endpoint_url=endpoint_url))
         if rec is not None:
             lines.append(f"{rec.pair_id:<{w}} {rec.injected_rmse_px:>8.2f} {rec.error_median_px:>12.2f} "
                          f"{rec.error_rmse_px:>6.2f} {rec.confident_share:>9.0%}")
@@ -277,7 +315,7 @@ def run_archive(
     truth = truth or (SAMPLE_SIDECAR if archive is None else None)
     if truth is not None and summary["rows"]:
         typer.echo("\nrecovered vs injected misregistration:")
-        typer.echo(_recovery_report(output, summary["rows"], truth))
+        typer.echo(_recovery_report(output, summary["rows"], truth, endpoint_url))
 
 
 @app.command()

@@ -18,6 +18,7 @@ import pystac
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
+from model.errors import SomaError
 from pipeline import StorageOptions
 
 OPTICAL_COLLECTIONS = ("sentinel-2-l2a",)
@@ -31,7 +32,7 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """Item ids become output names: letters, digits, dot, dash and underscore only (no path separators)."""
 
 
-class ArchiveError(Exception):
+class ArchiveError(SomaError):
     """The archive itself cannot be read (not one bad Item: those are `ItemProblem`s)."""
 
 

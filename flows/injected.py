@@ -14,8 +14,7 @@ import numpy as np
 
 from model.synthetic_warp import shifted_file_flow, smooth_field
 from pipeline import StorageOptions
-
-from .products import open_product
+from pipeline.store import open_pair
 
 SAMPLE_SIDECAR = Path(__file__).resolve().parents[1] / "data" / "sample" / "archive-injected.json"
 
@@ -48,7 +47,7 @@ def recovery(store: str, sar_item: str, sidecar: str | Path = SAMPLE_SIDECAR,
     entry = json.loads(Path(sidecar).read_text())["scenes"].get(sar_item)
     if entry is None:
         return None
-    ds = open_product(store, storage or StorageOptions())
+    ds = open_pair(store, storage or StorageOptions())
     flow = np.stack([ds.flow_x.values, ds.flow_y.values])
     valid = ds.valid.values & np.isfinite(flow).all(axis=0)
     confident = valid & (ds.certainty.values >= ds.attrs["pipeline_config"]["confident_certainty"])

@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pystac
-import xarray as xr
 from shapely.geometry import mapping
 
 from pipeline import PairResult, StorageOptions, TileStatus
+from pipeline.store import open_pair
 
 from .archive import FsspecStacIO
 from .discovery import DiscoveredPair
@@ -45,14 +45,9 @@ class PairRow:
         return asdict(self)
 
 
-def open_product(store: str, storage: StorageOptions) -> xr.Dataset:
-    """A pair's Zarr group as xarray (lazy)."""
-    return xr.open_zarr(store, storage_options=storage.for_url(store) or None)
-
-
 def pair_row(result: PairResult, storage: StorageOptions) -> PairRow:
     """The table row of a finished pair, from its tile table (cheap: no pixel array is read)."""
-    ds = open_product(result.store, storage)
+    ds = open_pair(result.store, storage)
     status = ds.tile_status.values
     counts = {s: int((status == s).sum()) for s in TileStatus}
     used = np.isin(status, [int(s) for s in REGISTERED])

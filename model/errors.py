@@ -2,7 +2,8 @@
 
 
 class SomaError(Exception):
-    """Base class of every error the model raises on purpose."""
+    """Base class of every error the project raises on purpose (model, pipeline, flows): `soma` prints these
+    as one line."""
 
 
 class InvalidInputError(SomaError, ValueError):

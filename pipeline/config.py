@@ -68,7 +68,10 @@ class PipelineConfig:
     batch_size: int = 2
     """Tiles per forward pass."""
     retries: int = 1
-    """A failed batch is retried tile by tile this many times before a tile is marked failed."""
+    """Ray re-sends a batch this many times when its actor dies while holding it (killed, out of memory, node
+    lost; Ray's `max_task_retries`, the actor itself restarted up to `ACTOR_RESTARTS` times). An exception
+    the model raises is not retried: the actor registers that batch again tile by tile, once, and a tile that
+    still fails is `failed`."""
     checkpoint: str | None = None
     """SOMA checkpoint; None: the bundled one (what `Registrar.load()` gives, with its default refinement and
     certainty calibration)."""
@@ -101,8 +104,3 @@ class PipelineConfig:
             raise ValueError(f"overlap {self.overlap} must be even (half on each side of a tile's core)")
         if self.actors < 1 or self.batch_size < 1:
             raise ValueError("actors and batch_size must be at least 1")
-
-    @property
-    def chunk(self) -> int:
-        """Side of a tile's core, which is also the Zarr chunk."""
-        return self.tile_size - self.overlap

@@ -10,12 +10,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the non-interactive backend
 import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
 
 from model.normalize import prepare_optical, prepare_sar  # noqa: E402
 
 from .config import PipelineConfig  # noqa: E402
 from .rasters import OpticalReader, SarReader  # noqa: E402
+from .store import open_pair  # noqa: E402
 
 CHECKER_SQUARES = 8
 """Squares along the longest side of the checkerboards."""
@@ -34,8 +34,7 @@ def write_quicklook(store: str, optical: OpticalReader, sar: SarReader, config: 
     grid = optical.grid
     scale = config.quicklook_size / max(grid.height, grid.width)
     step = max(int(np.ceil(1 / scale)), 1)
-    ds = xr.open_zarr(store, consolidated=False,
-                      storage_options=config.storage.for_url(store) or None)
+    ds = open_pair(store, config.storage)
     sub = ds.isel(y=slice(None, None, step), x=slice(None, None, step))
     h, w = sub.sizes["y"], sub.sizes["x"]
     grey = prepare_optical(optical.overview(h, w)).image.mean(axis=0)

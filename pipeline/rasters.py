@@ -20,6 +20,8 @@ from rasterio.warp import transform_bounds
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from model.errors import SomaError
+
 from .config import StorageOptions
 from .tiling import Box
 
@@ -31,7 +33,7 @@ MIN_SCENE_PX = 64
 """The model's smallest input side."""
 
 
-class RasterError(ValueError):
+class RasterError(SomaError, ValueError):
     """A raster cannot be used: the message names the file and the problem."""
 
 

@@ -16,6 +16,8 @@ import xarray as xr
 import zarr
 import zarr.storage
 
+from model.errors import SomaError
+
 from .config import StorageOptions, is_remote
 from .quality import TileRecord, TileStatus
 from .rasters import Grid
@@ -30,7 +32,7 @@ LAYOUT_ATTRS = ("tile_size", "overlap", "height", "width", "sar_bands")
 """Group attrs that must match for a rerun to continue an existing group."""
 
 
-class StoreMismatch(ValueError):
+class StoreMismatch(SomaError, ValueError):
     """An existing group at the output path was written with another layout."""
 
 
@@ -107,11 +109,20 @@ class PairStore:
                 return
             except (FileExistsError, zarr.errors.ContainsGroupError, zarr.errors.ContainsArrayError):
                 pass  # another run created it first
-        found = {k: self.attrs().get(k) for k in LAYOUT_ATTRS}
+        found = self._wait_for_layout()
         if found != self._layout_attrs(layout):
             raise StoreMismatch(f"{self.path}: an existing group has layout {found}, this run needs "
                                 f"{self._layout_attrs(layout)}; remove it or write elsewhere")
         self._wait_for_template(set(self._template(layout).variables))
+
+    def _wait_for_layout(self) -> dict:
+        """The group's layout attrs, once written: a concurrent run creates the group before its attrs."""
+        deadline = time.monotonic() + TEMPLATE_WAIT_S
+        while True:
+            found = {k: self.attrs().get(k) for k in LAYOUT_ATTRS}
+            if None not in found.values() or time.monotonic() > deadline:
+                return found
+            time.sleep(TEMPLATE_POLL_S)
 
     def _wait_for_template(self, names: set[str]) -> None:
         """Wait until every array of the template exists: a concurrent run may still be writing it."""
@@ -206,6 +217,12 @@ class PairStore:
             zarr.consolidate_metadata(self._store())
             self._group().attrs["complete"] = True
             zarr.consolidate_metadata(self._store())
+
+
+def open_pair(store: str, storage: StorageOptions) -> xr.Dataset:
+    """A pair's group as a lazy Dataset, through `storage` for s3://; read from each array's own metadata, so
+    an incomplete (not yet consolidated) group opens too."""
+    return xr.open_zarr(store, consolidated=False, storage_options=storage.for_url(store) or None)
 
 
 def tile_table(ds: xr.Dataset) -> list[dict]:

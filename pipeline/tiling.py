@@ -40,11 +40,9 @@ class Box:
 
 @dataclass(frozen=True)
 class Tile:
-    """Tile `index` (row-major) at grid position (`grid_row`, `grid_col`)."""
+    """Tile `index` of the grid, counted row-major."""
 
     index: int
-    grid_row: int
-    grid_col: int
     core: Box
     """What this tile writes: exactly one Zarr chunk."""
     window: Box
@@ -61,12 +59,12 @@ def make_tiles(height: int, width: int, tile_size: int, overlap: int) -> list[Ti
     chunk = tile_size - overlap
     win_h, win_w = min(tile_size, height), min(tile_size, width)
     tiles = []
-    for i, r in enumerate(range(0, height, chunk)):
-        for j, c in enumerate(range(0, width, chunk)):
+    for r in range(0, height, chunk):
+        for c in range(0, width, chunk):
             core = Box(r, c, min(chunk, height - r), min(chunk, width - c))
             window = Box(_window_start(r, overlap // 2, win_h, height), _window_start(c, overlap // 2, win_w, width),
                          win_h, win_w)
-            tiles.append(Tile(len(tiles), i, j, core, window))
+            tiles.append(Tile(len(tiles), core, window))
     return tiles
 
 
