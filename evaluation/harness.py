@@ -45,8 +45,14 @@ def flow_rmse(flow: np.ndarray, truth: np.ndarray, valid: np.ndarray) -> float:
     return float(np.sqrt(err.mean())) if err.size else float("inf")
 
 
-SOMA_METHODS = {"soma": RefineConfig(), "soma_network": RefineConfig(enabled=False)}
-"""The Registrar as harness methods: the default (network plus test-time refinement), and the network alone."""
+SOMA_METHODS = {"soma": RefineConfig(), "soma_network": RefineConfig(enabled=False),
+                "soma_no_search": RefineConfig(search_radius_px=0),
+                "soma_affine_start": RefineConfig(start="affine", search_radius_px=0),
+                "refine_from_identity": RefineConfig(start="identity", search_radius_px=0),
+                "refine_search_from_identity": RefineConfig(start="identity")}
+"""The Registrar as harness methods: the default (network plus test-time refinement), the network alone, and
+the ablations (no shift search; from the network's affine as it is; the refinement, with and without the
+search, from identity instead of the network's estimate)."""
 
 
 def soma_method(checkpoint: str | Path | None = None, refinement: RefineConfig = RefineConfig()) -> Method:

@@ -179,6 +179,14 @@ class RefineConfig:
     linear: Literal["affine", "similarity", "translation"] = "similarity"
     """The residual's linear part: a free affine, a similarity (rotation and uniform scale, no shear) or
     none (translation plus the field)."""
+    start: Literal["affine", "similarity", "identity"] = "similarity"
+    """Where the refinement starts: the network's global affine as it is, its nearest similarity, or identity
+    (the network unused but for the certainty; an ablation, and for pairs known to be aligned within the
+    search radius). The network's shear and anisotropic scale are mostly its own error (geocoded S1/S2 differ
+    by a shift, a small rotation and scale, and terrain's local field) and a similarity residual cannot undo
+    them."""
+    search_radius_px: int = 16
+    """Largest shift, px, of the exhaustive search that moves the start into the refinement's basin (0: none)."""
     linear_ridge: float = 1e-3
     """Ridge on the residual affine's linear part (px of motion at half the tile size), same scale."""
     structure_orientations: int = 8

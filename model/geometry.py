@@ -95,6 +95,19 @@ def affine_to_flow(affine: torch.Tensor, full_size: tuple[int, int], stride: int
     return (moved - pts).transpose(1, 2).reshape(batch, 2, *centres.shape[1:])
 
 
+def nearest_similarity(affine: torch.Tensor, full_size: tuple[int, int]) -> torch.Tensor:
+    """`(B, 2, 3)` the similarity (rotation, uniform scale, shift) nearest to `affine` `(B, 2, 3)`: its linear part
+    projected onto ``[[a, -b], [b, a]]`` (Frobenius), the motion at the `full_size` image's centre kept."""
+    height, width = full_size
+    centre = torch.tensor([(width - 1) / 2.0, (height - 1) / 2.0], dtype=affine.dtype, device=affine.device)
+    linear = affine[:, :, :2]
+    a = (linear[:, 0, 0] + linear[:, 1, 1]) / 2
+    b = (linear[:, 1, 0] - linear[:, 0, 1]) / 2
+    similar = torch.stack([torch.stack([a, -b], dim=-1), torch.stack([b, a], dim=-1)], dim=1)
+    shift = (linear - similar) @ centre + affine[:, :, 2]
+    return torch.cat([similar, shift.unsqueeze(-1)], dim=2)
+
+
 def downsample_flow(flow: torch.Tensor, valid: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean full-resolution flow `(B, 2, H, W)` over each stride-`s` cell, and the cell's valid fraction > 0.5.
 

@@ -23,12 +23,14 @@ from .certainty import CertaintyCalibration, calibration_path, certainty_feature
 from .checkpoint import file_sha256, load_network
 from .config import LITE, RefineConfig, SomaConfig
 from .errors import InvalidInputError
-from .geometry import IDENTITY_AFFINE, affine_to_flow, cell_centres, sample_nan_aware
+from .geometry import (IDENTITY_AFFINE, affine_to_flow, cell_centres, identity_affine, nearest_similarity,
+                       sample_nan_aware)
 from .glam import output_valid
 from .network import SomaNet, build_network
 from .normalize import PreparedTile, prepare_optical, prepare_sar
 from .refine import refine_guarded
 from .similarity import Descriptor
+from .translation_search import search_translation
 
 BUNDLED_CHECKPOINT = Path(__file__).parent / "weights" / "soma_lite.pt"
 UNTRAINED = "untrained"
@@ -46,7 +48,8 @@ class Registration:
     """`(H, W)` float32 in [0, 1]: probability that the flow is within 1 px of the truth (calibrated when the
     Registrar has a calibration for its checkpoint and refinement; otherwise the network's own)."""
     affine: np.ndarray
-    """`(2, 3)` float64 global affine, reference px -> SAR px (identity = aligned)."""
+    """`(2, 3)` float64 global affine, reference px -> SAR px (identity = aligned): the network's, or its
+    nearest similarity when the refinement starts from one (`RefineConfig.start`)."""
     valid: np.ndarray
     """`(H, W)` bool: both images have data there (and p + flow(p) falls inside the SAR)."""
     chosen: str = "network"
@@ -147,12 +150,18 @@ class Registrar:
         (o_img, o_val), (s_img, s_val) = batch(opt), batch(sar)
         out = self.net(o_img, s_img, o_val, s_val, robust=True)
         flow, certainty = out.flow, torch.sigmoid(out.certainty_logit)
-        chosen = ("network",) * len(opt)
-        features = None
+        chosen, features, affine = ("network",) * len(opt), None, out.affine
         if self.refinement.enabled:
-            # The start is the network's global affine: on real pairs its dense stage adds ~0.8 px of rough
-            # error that a smooth residual cannot remove, and that the similarity wrongly rewards (docs/model.md).
-            start = affine_to_flow(out.affine.float(), (flow.shape[-2], flow.shape[-1]))
+            # The start is the network's global affine (or its nearest similarity): on real pairs its dense stage
+            # adds ~0.8 px of rough error that a smooth residual cannot remove, and that the similarity wrongly
+            # rewards (docs/model.md).
+            size = (flow.shape[-2], flow.shape[-1])
+            if self.refinement.start == "similarity":
+                affine = nearest_similarity(affine, size)
+            elif self.refinement.start == "identity":
+                affine = identity_affine(len(opt), affine.device, affine.dtype)
+            start = search_translation(self.descriptor, o_img, o_val, s_img, s_val, affine_to_flow(affine.float(), size),
+                                       self.refinement)
             guarded = refine_guarded(self.descriptor, o_img, o_val, s_img, s_val, start, self.refinement)
             features = certainty_features(self.descriptor, o_img, o_val, s_img, s_val, guarded.flow, flow,
                                           out.certainty_logit, guarded.variance)
@@ -166,7 +175,7 @@ class Registrar:
         flow = flow[crop].float().cpu().numpy()
         certainty = certainty.unsqueeze(1)[crop][:, 0].float().cpu().numpy()
         valid = valid.unsqueeze(1)[crop][:, 0].cpu().numpy()
-        affine = out.affine.double().cpu().numpy()
+        affine = affine.double().cpu().numpy()
         affine[[c == "identity" for c in chosen]] = np.array(IDENTITY_AFFINE)
         kept = features[crop].float().cpu().numpy() if keep_features and features is not None else None
         return [

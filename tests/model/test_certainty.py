@@ -62,10 +62,15 @@ def test_a_calibration_for_another_checkpoint_is_refused():
     assert refused.calibration is None
 
 
+CALIBRATION_TOLERANCE = 0.2
+"""How far one case's observed share within 1 px may be from its mean certainty (pixels of one case are not
+independent, so a single case is a coarse check; the held-out tables in docs/model_card.md are the fine one)."""
+
+
 def test_the_bundled_certainty_ranks_a_real_case_by_its_error(volkov_pair):
     """Pair 187's agreed quadrant (offset removed), moved by a known shift and rotation: pixels the
-    certainty marks confident are closer to the truth than the rest, and the two sides' observed share
-    within 1 px is ordered as their certainty is."""
+    certainty marks confident are closer to the truth than the rest, and on each side the observed share
+    within 1 px is what the certainty says it is (calibrated: P(EPE < 1 px))."""
     optical, sar = volkov_pair
     ys, xs = VOLKOV_187_Q1
     size = ys.stop - ys.start
@@ -79,4 +84,5 @@ def test_the_bundled_certainty_ranks_a_real_case_by_its_error(volkov_pair):
     low, high = certainty < np.median(certainty), certainty >= np.median(certainty)
     assert r.chosen == "refined"
     assert epe[high].mean() < epe[low].mean()
-    assert (epe[high] < 1).mean() > (epe[low] < 1).mean()
+    for side in (high, low):
+        assert abs((epe[side] < 1).mean() - certainty[side].mean()) < CALIBRATION_TOLERANCE

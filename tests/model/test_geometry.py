@@ -6,7 +6,7 @@ import torch
 from scipy.ndimage import map_coordinates
 
 from model import warp_numpy
-from model.geometry import affine_to_flow, cell_centres, downsample_flow, upsample_flow, warp
+from model.geometry import affine_to_flow, cell_centres, downsample_flow, nearest_similarity, upsample_flow, warp
 
 
 def smooth_flow(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
@@ -61,3 +61,18 @@ def test_warp_at_a_coarse_stride_samples_the_same_positions():
     flow = torch.full((1, 2, 16, 16), 4.0)  # one cell right and down, in full-resolution px
     out = warp(coarse, flow, (64, 64))
     assert torch.allclose(out[0, 0, :-1, :-1], coarse[0, 0, 1:, 1:], atol=1e-6)
+
+
+def test_nearest_similarity_keeps_a_similarity_and_drops_shear_about_the_centre():
+    size = (64, 96)
+    angle, scale = np.deg2rad(7.0), 1.05
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    similar = torch.tensor(np.hstack([rot, [[3.0], [-2.0]]])[None])
+    torch.testing.assert_close(nearest_similarity(similar, size), similar)
+    shear = np.array([[0.0, 0.04], [0.04, 0.0]])  # symmetric: orthogonal to every similarity
+    sheared = torch.tensor(np.hstack([rot + shear, [[3.0], [-2.0]]])[None])
+    got = nearest_similarity(sheared, size)
+    torch.testing.assert_close(got[:, :, :2], similar[:, :, :2])
+    centre = torch.tensor([[[(96 - 1) / 2.0, (64 - 1) / 2.0]]], dtype=torch.float64)
+    moved = lambda a: centre @ a[:, :, :2].transpose(1, 2) + a[:, :, 2]  # noqa: E731
+    torch.testing.assert_close(moved(got), moved(sheared))

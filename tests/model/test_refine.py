@@ -11,6 +11,7 @@ from model.network import build_network
 from model.normalize import prepare_optical, prepare_sar
 from model.refine import CANDIDATES, refine, refine_guarded
 from model.similarity import Descriptor
+from model.translation_search import search_translation, shift_costs
 from model.synthetic_warp import Misregistration, centred_affine, move_sar, smooth_field, true_flow
 from model.training import sample_mask
 
@@ -99,3 +100,29 @@ def test_with_refinement_off_the_output_is_the_network_s(volkov_pair):
 def test_refine_config_round_trips():
     config = RefineConfig(enabled=True, levels=(4, 2, 1), iterations=(3, 2, 1), objective="ngf", linear="affine")
     assert RefineConfig.from_dict(config.to_dict()) == config
+
+
+def test_shift_costs_equal_the_masked_ssd_computed_directly():
+    gen = torch.Generator().manual_seed(0)
+    h, w = 20, 24
+    ref, moved = torch.rand(1, 3, h, w, generator=gen), torch.rand(1, 3, h, w, generator=gen)
+    wr, wm = ((torch.rand(1, h, w, generator=gen) > 0.2).float() for _ in range(2))
+    cost, share = shift_costs(ref, wr, moved, wm)
+    for tx, ty in ((0, 0), (3, -2), (-5, 4)):
+        at_p = (..., slice(max(0, -ty), h - max(0, ty)), slice(max(0, -tx), w - max(0, tx)))
+        at_pt = (..., slice(max(0, ty), h + min(0, ty)), slice(max(0, tx), w + min(0, tx)))  # p + t
+        weight = wr[at_p] * wm[at_pt]
+        direct = (weight * ((ref[at_p] - moved[at_pt]) ** 2).sum(dim=1)).sum() / weight.sum()
+        torch.testing.assert_close(cost[0, ty % (2 * h), tx % (2 * w)], direct, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(share[0, ty % (2 * h), tx % (2 * w)], weight.sum() / wr.sum(), rtol=1e-4, atol=1e-4)
+
+
+def test_the_shift_search_brings_a_start_far_outside_the_basin_back_to_it(sar_case):
+    reference, moved, truth, valid = sar_case
+    o, ov, s, sv = tensors(reference, moved)
+    start = torch.from_numpy(truth)[None].float() + torch.tensor([11.0, -9.0]).view(1, 2, 1, 1)
+    searched = search_translation(Descriptor(CONFIG), o, ov, s, sv, start, CONFIG)
+    assert rmse(start, truth, valid) > 14
+    assert rmse(searched, truth, valid) < CONFIG.levels[0]  # the search steps by the coarsest level's factor
+    assert torch.equal(search_translation(Descriptor(CONFIG), o, ov, s, sv, start,
+                                          RefineConfig(search_radius_px=0)), start)
