@@ -10,6 +10,9 @@ import typer
 from typer.core import TyperGroup
 
 DEBUG_ENV = "SOMA_DEBUG"
+CONFIG_DEFAULT = "[default: PipelineConfig's]"
+DISCOVERY_DEFAULT = "[default: DiscoveryConfig's]"
+"""Help text of an option left unset: the one typed config holds the default (never re-stated here)."""
 
 
 def _reported_by_typer(exc: Exception) -> bool:
@@ -162,23 +165,21 @@ def register(
     sar: list[str] = typer.Option(..., help="SAR raster(s), local or s3://; repeat for one file per band"),
     output: str = typer.Option(..., help="folder or s3:// prefix; the pair is written to OUTPUT/PAIR_ID.zarr"),
     pair_id: str = typer.Option(None, help="name of the pair's group (default: the optical file's stem)"),
-    tile_size: int = typer.Option(512, help="registration window, px"),
-    overlap: int = typer.Option(64, help="overlap of neighbouring windows, px"),
-    actors: int = typer.Option(1, help="Ray actors, each holding one model"),
-    batch_size: int = typer.Option(2, help="windows per forward pass"),
-    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled archive checkpoint)"),
+    tile_size: int = typer.Option(None, help=f"registration window, px {CONFIG_DEFAULT}"),
+    overlap: int = typer.Option(None, help=f"overlap of neighbouring windows, px {CONFIG_DEFAULT}"),
+    actors: int = typer.Option(None, help=f"Ray actors, each holding one model {CONFIG_DEFAULT}"),
+    batch_size: int = typer.Option(None, help=f"windows per forward pass {CONFIG_DEFAULT}"),
+    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
     sar_nodata: float = typer.Option(None, help="SAR nodata value when the file declares none"),
     endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
-    refinement: bool = typer.Option(True, help="test-time refinement after the network (off: the network alone, "
-                                               "about 3x faster, its uncalibrated certainty)"),
+    refinement: bool = typer.Option(None, help="test-time refinement after the network (off: the network alone, "
+                                               "about 3x faster, its uncalibrated certainty) [default: on]"),
 ) -> None:
     """Register one Sentinel-1 scene onto one Sentinel-2 scene: flow, certainty and co-registered SAR to Zarr."""
-    from model.config import RefineConfig
-    from pipeline import PipelineConfig, ScenePair, StorageOptions, register_pair
+    from pipeline import ScenePair, register_pair
 
-    config = PipelineConfig(tile_size=tile_size, overlap=overlap, actors=actors, batch_size=batch_size,
-                            checkpoint=checkpoint, storage=StorageOptions(endpoint_url=endpoint_url),
-                            refinement=RefineConfig(enabled=refinement))
+    config = _pipeline_config(endpoint_url, refinement, tile_size=tile_size, overlap=overlap, actors=actors,
+                              batch_size=batch_size, checkpoint=checkpoint)
     name = pair_id or Path(optical[0].rstrip("/").split("/")[-1]).stem
     pair = ScenePair(name, tuple(optical), tuple(sar), sar_nodata=sar_nodata)
     with typer.progressbar(length=1, label=f"{name}: tiles") as bar:
@@ -246,13 +247,33 @@ def _prefect_defaults() -> None:
         os.environ.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", f"sqlite+aiosqlite:///{database}")
 
 
-def _bbox(text: str | None) -> list[float] | None:
+def _pipeline_config(endpoint_url: str | None, refinement: bool | None = None, **options: object):  # noqa: ANN202
+    """A `PipelineConfig` of the options given on the command line; the others keep its defaults."""
+    from model.config import RefineConfig
+    from pipeline import PipelineConfig, StorageOptions
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if refinement is not None:
+        given["refinement"] = RefineConfig(enabled=refinement)
+    if endpoint_url:
+        given["storage"] = StorageOptions(endpoint_url=endpoint_url)
+    return PipelineConfig(**given)
+
+
+def _discovery_config(**options: object):  # noqa: ANN202 - flows.discovery.DiscoveryConfig, imported lazily
+    """A `DiscoveryConfig` of the options given on the command line; the others keep its defaults."""
+    from flows.discovery import DiscoveryConfig
+
+    return DiscoveryConfig(**{k: v for k, v in options.items() if v is not None})
+
+
+def _bbox(text: str | None) -> tuple[float, float, float, float] | None:
     if not text:
         return None
     values = [float(v) for v in text.split(",")]
     if len(values) != 4 or values[0] >= values[2] or values[1] >= values[3]:
         raise typer.BadParameter(f"{text!r}: expected west,south,east,north in degrees", param_hint="--bbox")
-    return values
+    return tuple(values)
 
 
 def _archive_table(rows: list[dict]) -> str:
@@ -296,10 +317,11 @@ def run_archive(
     start: str = typer.Option(None, help="first Sentinel-2 acquisition time, ISO (inclusive)"),
     end: str = typer.Option(None, help="last Sentinel-2 acquisition time, ISO (exclusive)"),
     bbox: str = typer.Option(None, help="west,south,east,north in degrees"),
-    max_days: float = typer.Option(12, help="largest S1/S2 acquisition gap, days"),
-    min_overlap: float = typer.Option(0.3, help="smallest share of the S2 footprint the S1 scene must cover"),
-    actors: int = typer.Option(2, help="Ray actors, each holding one model"),
-    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled archive checkpoint)"),
+    max_days: float = typer.Option(None, help=f"largest S1/S2 acquisition gap, days {DISCOVERY_DEFAULT}"),
+    min_overlap: float = typer.Option(None, help="smallest share of the S2 footprint the S1 scene must cover "
+                                                 f"{DISCOVERY_DEFAULT}"),
+    actors: int = typer.Option(None, help=f"Ray actors, each holding one model {CONFIG_DEFAULT}"),
+    checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
     endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
     truth: Path = typer.Option(None, help="sidecar of injected misregistrations: print recovered vs injected "
                                           "(default with the bundled archive: its sidecar)"),
@@ -309,8 +331,9 @@ def run_archive(
     from flows.coregister import DEFAULT_ARCHIVE, coregister_archive
     from flows.injected import SAMPLE_SIDECAR
 
-    summary = coregister_archive(archive or DEFAULT_ARCHIVE, output, start, end, _bbox(bbox), max_days, min_overlap,
-                                 actors, checkpoint=checkpoint, endpoint_url=endpoint_url)
+    discovery = _discovery_config(start=start, end=end, bbox=_bbox(bbox), max_days=max_days, min_overlap=min_overlap)
+    config = _pipeline_config(endpoint_url, actors=actors, checkpoint=checkpoint)
+    summary = coregister_archive(archive or DEFAULT_ARCHIVE, output, discovery, config)
     _echo_summary(summary)
     truth = truth or (SAMPLE_SIDECAR if archive is None else None)
     if truth is not None and summary["rows"]:
@@ -326,8 +349,8 @@ def backfill(
     output: str = typer.Option("runs/archive", help="folder or s3:// prefix for PAIR_ID.zarr groups and Items"),
     chunk_days: float = typer.Option(30, help="days per chunk; each finished chunk is remembered"),
     bbox: str = typer.Option(None, help="west,south,east,north in degrees"),
-    max_days: float = typer.Option(12, help="largest S1/S2 acquisition gap, days"),
-    actors: int = typer.Option(2, help="Ray actors, each holding one model"),
+    max_days: float = typer.Option(None, help=f"largest S1/S2 acquisition gap, days {DISCOVERY_DEFAULT}"),
+    actors: int = typer.Option(None, help=f"Ray actors, each holding one model {CONFIG_DEFAULT}"),
     endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
 ) -> None:
     """Co-register an archive over a date range in chunks; a rerun skips finished chunks and pairs."""
@@ -335,8 +358,8 @@ def backfill(
     from flows.coregister import DEFAULT_ARCHIVE
     from flows.coregister import backfill as run
 
-    summary = run(archive or DEFAULT_ARCHIVE, output, start, end, chunk_days, _bbox(bbox), max_days,
-                  actors=actors, endpoint_url=endpoint_url)
+    summary = run(archive or DEFAULT_ARCHIVE, output, start, end, chunk_days,
+                  _discovery_config(bbox=_bbox(bbox), max_days=max_days), _pipeline_config(endpoint_url, actors=actors))
     typer.echo(f"{summary['chunks']} chunk(s), {summary['chunks_skipped']} finished before")
     _echo_summary(summary)
 

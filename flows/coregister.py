@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -16,7 +16,7 @@ from prefect.tasks import exponential_backoff
 from pipeline import PairResult, PipelineConfig, StorageOptions, completed_result, register_pair
 
 from .archive import ItemProblem, filesystem, read_archive
-from .discovery import Bbox, DiscoveredPair, match_pairs, utc
+from .discovery import DiscoveredPair, DiscoveryConfig, match_pairs, utc
 from .products import PairRow, item_href, pair_row, write_product_item
 
 DEFAULT_ARCHIVE = str(Path(__file__).resolve().parents[1] / "data" / "sample" / "archive")
@@ -56,11 +56,6 @@ def _retry_transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's
     return exc is not None and is_transient(exc)
 
 
-def _storage(endpoint_url: str | None) -> StorageOptions:
-    """Storage settings with `endpoint_url` when given, else from the environment (AWS_ENDPOINT_URL_S3)."""
-    return StorageOptions(endpoint_url=endpoint_url) if endpoint_url else StorageOptions()
-
-
 def _tally(outcomes: list[str]) -> dict[str, int]:
     """Pairs registered, skipped (already complete) and failed."""
     return {k: sum(o == k for o in outcomes) for k in ("registered", "skipped", "failed")}
@@ -85,12 +80,11 @@ class ArchiveSummary:
 
 @task(retries=STORAGE_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
       retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
-def find_pairs(archive: str, start: dt.datetime | None, end: dt.datetime | None, bbox: Bbox | None,
-               max_days: float, min_overlap: float, storage: StorageOptions) -> tuple[list[DiscoveredPair],
-                                                                                         list[ItemProblem]]:
+def find_pairs(archive: str, discovery: DiscoveryConfig,
+               storage: StorageOptions) -> tuple[list[DiscoveredPair], list[ItemProblem]]:
     """Read the archive's Items and match Sentinel-2 scenes with Sentinel-1 scenes."""
     listing = read_archive(archive, storage)
-    return match_pairs(listing.items, start, end, bbox, max_days, min_overlap), listing.problems
+    return match_pairs(listing.items, discovery), listing.problems
 
 
 @task(retries=REGISTER_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
@@ -129,25 +123,23 @@ def _publish_table(summary: ArchiveSummary) -> None:
 
 
 @flow(name="coregister-archive", log_prints=True)
-def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUTPUT, start: str | None = None,
-                       end: str | None = None, bbox: list[float] | None = None, max_days: float = 12,
-                       min_overlap: float = 0.3, actors: int = 1, tile_size: int = 512, overlap: int = 64,
-                       batch_size: int = 2, checkpoint: str | None = None, endpoint_url: str | None = None,
+def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUTPUT,
+                       discovery: DiscoveryConfig | None = None, config: PipelineConfig | None = None,
                        lookback_days: float | None = None) -> dict:
-    """Discover the archive's S1/S2 pairs acquired in [start, end), skip complete ones, register the rest,
-    write a STAC Item per product and a quality table artifact; returns the summary (`ArchiveSummary`).
+    """Discover the archive's S1/S2 pairs (`discovery`, default `DiscoveryConfig()`), skip complete ones,
+    register the rest (`config`, default `PipelineConfig()`, whose `storage` also reads the archive), write a
+    STAC Item per product and a quality table artifact; returns the summary (`ArchiveSummary`).
 
-    `lookback_days` (scheduled runs): when `start` is not given, start that many days before now.
+    `lookback_days` (scheduled runs): when `discovery.start` is not given, start that many days before now.
     """
     started = time.perf_counter()
-    if start is None and lookback_days is not None:
-        start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=lookback_days)).isoformat()
+    discovery, config = discovery or DiscoveryConfig(), config or PipelineConfig()
+    if discovery.start is None and lookback_days is not None:
+        since = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=lookback_days)
+        discovery = replace(discovery, start=since.isoformat())
     logger = get_run_logger()
-    storage = _storage(endpoint_url)
-    config = PipelineConfig(tile_size=tile_size, overlap=overlap, actors=actors, batch_size=batch_size,
-                            checkpoint=checkpoint, storage=storage)
-    area = tuple(bbox) if bbox else None
-    pairs, problems = find_pairs(archive, utc(start), utc(end), area, max_days, min_overlap, storage)
+    storage = config.storage
+    pairs, problems = find_pairs(archive, discovery, storage)
     summary = ArchiveSummary(archive, output, problems=problems)
     for p in problems:
         logger.warning("skipped item %s: %s", p.href, p.problem)
@@ -198,14 +190,14 @@ def chunk_marker(output: str, start: dt.datetime, end: dt.datetime) -> str:
 
 
 @flow(name="backfill", log_prints=True)
-def backfill(archive: str, output: str, start: str, end: str, chunk_days: float = 30, bbox: list[float] | None = None,
-             max_days: float = 12, min_overlap: float = 0.3, actors: int = 1, tile_size: int = 512,
-             overlap: int = 64, batch_size: int = 2, checkpoint: str | None = None,
-             endpoint_url: str | None = None) -> dict:
-    """`coregister_archive` over [start, end) in chunks of `chunk_days`; a chunk whose pairs all finished leaves
-    a marker, so a rerun skips it (and, inside an unfinished chunk, complete pairs are skipped anyway)."""
+def backfill(archive: str, output: str, start: str, end: str, chunk_days: float = 30,
+             discovery: DiscoveryConfig | None = None, config: PipelineConfig | None = None) -> dict:
+    """`coregister_archive` over [start, end) in chunks of `chunk_days` (`discovery`'s own start and end are
+    replaced by each chunk's); a chunk whose pairs all finished leaves a marker, so a rerun skips it (and,
+    inside an unfinished chunk, complete pairs are skipped anyway)."""
     logger = get_run_logger()
-    storage = _storage(endpoint_url)
+    discovery, config = discovery or DiscoveryConfig(), config or PipelineConfig()
+    storage = config.storage
     chunks = date_chunks(utc(start), utc(end), chunk_days)
     done, summaries = 0, []
     for a, b in chunks:
@@ -216,10 +208,8 @@ def backfill(archive: str, output: str, start: str, end: str, chunk_days: float 
             done += 1
             continue
         logger.info("chunk %s .. %s", a.date(), b.date())
-        summary = coregister_archive(archive=archive, output=output, start=a.isoformat(), end=b.isoformat(),
-                                     bbox=bbox, max_days=max_days, min_overlap=min_overlap, actors=actors,
-                                     tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                                     checkpoint=checkpoint, endpoint_url=endpoint_url)
+        summary = coregister_archive(archive=archive, output=output, config=config,
+                                     discovery=replace(discovery, start=a.isoformat(), end=b.isoformat()))
         summaries.append(summary)
         if summary["failed"] == 0:
             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)

@@ -49,14 +49,36 @@ def utc(value: str | dt.datetime | dt.date | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
-def match_pairs(items: list[SceneItem], start: str | dt.datetime | None = None, end: str | dt.datetime | None = None,
-                bbox: Bbox | None = None, max_days: float = 12, min_overlap: float = 0.3) -> list[DiscoveredPair]:
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    """Which scenes of an archive are paired: the one typed place for discovery's settings (flows, CLI and
+    deployment pass it whole)."""
+
+    start: str | None = None
+    """First Sentinel-2 acquisition time, ISO (inclusive); None: the archive's first."""
+    end: str | None = None
+    """End of the range, ISO (exclusive); None: open."""
+    bbox: Bbox | None = None
+    """Only Sentinel-2 scenes intersecting this (west, south, east, north) in degrees; None: anywhere."""
+    max_days: float = 12
+    """Largest gap between the Sentinel-1 and the Sentinel-2 acquisition, days."""
+    min_overlap: float = 0.3
+    """Smallest share of the Sentinel-2 footprint the Sentinel-1 footprint must cover."""
+
+    def window(self) -> tuple[dt.datetime | None, dt.datetime | None]:
+        """[start, end) as aware UTC datetimes; refused when end is not after start."""
+        start, end = utc(self.start), utc(self.end)
+        if start and end and end <= start:
+            raise ValueError(f"end {end.isoformat()} must be after start {start.isoformat()}")
+        return start, end
+
+
+def match_pairs(items: list[SceneItem], config: DiscoveryConfig = DiscoveryConfig()) -> list[DiscoveredPair]:
     """For each Sentinel-2 item acquired in [start, end) and intersecting `bbox`, the Sentinel-1 item within
     `max_days` whose footprint covers at least `min_overlap` of it: the largest overlap, then the closest time."""
-    start_t, end_t = utc(start), utc(end)
-    if start_t and end_t and end_t <= start_t:
-        raise ValueError(f"end {end_t.isoformat()} must be after start {start_t.isoformat()}")
-    area = box(*bbox) if bbox else None
+    start_t, end_t = config.window()
+    max_days, min_overlap = config.max_days, config.min_overlap
+    area = box(*config.bbox) if config.bbox else None
     sars = [i for i in items if not i.is_optical]
     pairs = []
     for opt in sorted((i for i in items if i.is_optical), key=lambda i: (i.datetime, i.id)):
@@ -82,9 +104,8 @@ def match_pairs(items: list[SceneItem], start: str | dt.datetime | None = None, 
     return pairs
 
 
-def discover_pairs(archive: str, start: str | dt.datetime | None = None, end: str | dt.datetime | None = None,
-                   bbox: Bbox | None = None, max_days: float = 12, min_overlap: float = 0.3,
+def discover_pairs(archive: str, config: DiscoveryConfig = DiscoveryConfig(),
                    storage: StorageOptions | None = None) -> list[DiscoveredPair]:
     """The scene pairs of `archive` (see `match_pairs`); Items that cannot be used are skipped."""
-    return match_pairs(read_archive(archive, storage).items, start, end, bbox, max_days, min_overlap)
+    return match_pairs(read_archive(archive, storage).items, config)
 

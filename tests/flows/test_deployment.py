@@ -26,8 +26,8 @@ def test_deployment_serves_coregister_archive_on_its_cron_with_valid_parameters(
                           "SOMA_CRON": "15 2 * * *", "SOMA_ACTORS": "4", "SOMA_LOOKBACK_DAYS": "30"})
     assert d.name == "scheduled-archive" and d.flow_name == "coregister-archive"
     assert [s.schedule.cron for s in d.schedules] == ["15 2 * * *"]
-    assert d.parameters == {"archive": "s3://archive/stac", "output": "s3://products/soma", "actors": 4,
-                            "max_days": 12.0, "lookback_days": 30.0}
+    assert d.parameters == {"archive": "s3://archive/stac", "output": "s3://products/soma", "config": {"actors": 4},
+                            "lookback_days": 30.0}
     accepted = set(inspect.signature(coregister_archive.fn).parameters)
     assert set(d.parameters) <= accepted
     default = serve.deployment({"SOMA_ARCHIVE": "a", "SOMA_OUTPUT": "b"})

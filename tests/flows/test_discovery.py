@@ -11,7 +11,7 @@ from shapely.geometry import box
 
 from flows.archive import ArchiveError, SceneItem, read_archive
 from flows.coregister import DEFAULT_ARCHIVE, date_chunks
-from flows.discovery import discover_pairs, match_pairs, utc
+from flows.discovery import DiscoveryConfig, discover_pairs, match_pairs, utc
 from pipeline import StorageOptions
 from tests.conftest import MOTO_BUCKET
 
@@ -89,9 +89,9 @@ def test_pairs_need_overlapping_footprints_and_close_dates():
     far_away = scene("s1_far", False, 1, (5, 5, 6, 6))
     sliver = scene("s1_sliver", False, 1, (0.8, 0, 1.8, 1))  # covers 20 % of the S2 footprint
     too_late = scene("s1_late", False, 13)
-    assert match_pairs([s2, far_away, sliver, too_late], max_days=12, min_overlap=0.3) == []
-    assert [p.sar.id for p in match_pairs([s2, sliver], min_overlap=0.1)] == ["s1_sliver"]
-    assert [p.sar.id for p in match_pairs([s2, too_late], max_days=14)] == ["s1_late"]
+    assert match_pairs([s2, far_away, sliver, too_late], DiscoveryConfig(max_days=12, min_overlap=0.3)) == []
+    assert [p.sar.id for p in match_pairs([s2, sliver], DiscoveryConfig(min_overlap=0.1))] == ["s1_sliver"]
+    assert [p.sar.id for p in match_pairs([s2, too_late], DiscoveryConfig(max_days=14))] == ["s1_late"]
 
 
 def test_the_largest_overlap_wins_then_the_closest_date():
@@ -110,11 +110,11 @@ def test_time_window_is_half_open_and_bbox_filters_reference_scenes():
     items = [scene("a", True, 0), scene("b", True, 10, (3, 3, 4, 4)), scene("s1a", False, 1),
              scene("s1b", False, 11, (3, 3, 4, 4))]
     assert [p.optical.id for p in match_pairs(items)] == ["a", "b"]
-    assert [p.optical.id for p in match_pairs(items, start="2021-03-01", end="2021-03-11")] == ["a"]
-    assert [p.optical.id for p in match_pairs(items, start="2021-03-11")] == ["b"]
-    assert [p.optical.id for p in match_pairs(items, bbox=(2.5, 2.5, 3.5, 3.5))] == ["b"]
+    assert [p.optical.id for p in match_pairs(items, DiscoveryConfig(start="2021-03-01", end="2021-03-11"))] == ["a"]
+    assert [p.optical.id for p in match_pairs(items, DiscoveryConfig(start="2021-03-11"))] == ["b"]
+    assert [p.optical.id for p in match_pairs(items, DiscoveryConfig(bbox=(2.5, 2.5, 3.5, 3.5)))] == ["b"]
     with pytest.raises(ValueError, match="after start"):
-        match_pairs(items, start="2021-03-05", end="2021-03-01")
+        match_pairs(items, DiscoveryConfig(start="2021-03-05", end="2021-03-01"))
 
 
 def test_date_chunks_cover_the_range_once():

@@ -65,7 +65,7 @@ def test_soma_run_registers_each_pair_once_and_publishes_items_and_a_table(prefe
 @pytest.mark.slow
 def test_a_pair_with_a_missing_asset_fails_alone(prefect_api, ray_cluster, ben_archive, tmp_path):
     (ben_archive / "sentinel-1-grd" / "S1_20170810_29SND_56_35" / "vv.tif").unlink()
-    summary = coregister_archive(str(ben_archive), str(tmp_path / "out"), actors=1)
+    summary = coregister_archive(str(ben_archive), str(tmp_path / "out"))
     outcomes = {r["pair_id"]: (r["outcome"], r["error"]) for r in summary["rows"]}
     assert outcomes["S2_20170613_33UUP_87_48__S1_20170615_33UUP_87_48"] == ("registered", "")
     outcome, error = outcomes["S2_20170807_29SND_56_35__S1_20170810_29SND_56_35"]
@@ -80,24 +80,24 @@ def test_backfill_interrupted_after_one_chunk_resumes_with_the_rest(prefect_api,
     calls = []
 
     def crash_on_second_chunk(*args, **kwargs):
-        calls.append(kwargs["start"])
+        calls.append(kwargs["discovery"].start)
         if len(calls) == 2:
             raise KeyboardInterrupt("operator stopped the backfill")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(coregister_module, "coregister_archive", crash_on_second_chunk)
     with pytest.raises(BaseException, match="operator stopped"):
-        backfill(str(ben_archive), out, "2017-06-01", "2017-08-30", chunk_days=45, actors=1)
+        backfill(str(ben_archive), out, "2017-06-01", "2017-08-30", chunk_days=45)
     monkeypatch.undo()
     june = "S2_20170613_33UUP_87_48__S1_20170615_33UUP_87_48"
     first_marker = chunk_marker(out, utc("2017-06-01"), utc("2017-07-16"))
     assert json.loads(open(first_marker).read())["registered"] == 1
     finished = xr.open_zarr(f"{out}/{june}.zarr").attrs["finished"]
 
-    resumed = backfill(str(ben_archive), out, "2017-06-01", "2017-08-30", chunk_days=45, actors=1)
+    resumed = backfill(str(ben_archive), out, "2017-06-01", "2017-08-30", chunk_days=45)
     assert resumed["chunks"] == 2 and resumed["chunks_skipped"] == 1
     assert [(r["pair_id"], r["outcome"]) for r in resumed["rows"]] == [
         ("S2_20170807_29SND_56_35__S1_20170810_29SND_56_35", "registered")]
     assert xr.open_zarr(f"{out}/{june}.zarr").attrs["finished"] == finished
-    again = backfill(str(ben_archive), out, "2017-06-01", "2017-08-30", chunk_days=45, actors=1)
+    again = backfill(str(ben_archive), out, "2017-06-01", "2017-08-30", chunk_days=45)
     assert again["chunks_skipped"] == 2 and again["pairs"] == 0

@@ -9,7 +9,7 @@ import pytest
 import xarray as xr
 
 from flows.coregister import coregister_archive
-from pipeline import StorageOptions
+from pipeline import PipelineConfig, StorageOptions
 from tests.flows.conftest import S3_KEY, S3_SECRET
 
 BUCKET = "sentinel"
@@ -26,8 +26,8 @@ def test_coregister_archive_from_s3_to_s3(prefect_api, ray_cluster, seaweed, ben
         if path.is_file():
             client.upload_file(str(path), BUCKET, f"archive/{path.relative_to(ben_archive)}")
 
-    summary = coregister_archive(f"s3://{BUCKET}/archive", f"s3://{BUCKET}/products", actors=1,
-                                 endpoint_url=endpoint)
+    config = PipelineConfig(storage=StorageOptions(endpoint_url=endpoint))
+    summary = coregister_archive(f"s3://{BUCKET}/archive", f"s3://{BUCKET}/products", config=config)
     assert (summary["registered"], summary["failed"]) == (2, 0), summary
     options = StorageOptions(endpoint_url=endpoint).fsspec()
     for row in summary["rows"]:
@@ -40,5 +40,5 @@ def test_coregister_archive_from_s3_to_s3(prefect_api, ray_cluster, seaweed, ben
         assert all(link["href"].startswith(f"s3://{BUCKET}/archive/") for link in item["links"]
                    if link["rel"] == "derived_from")
 
-    again = coregister_archive(f"s3://{BUCKET}/archive", f"s3://{BUCKET}/products", actors=1, endpoint_url=endpoint)
+    again = coregister_archive(f"s3://{BUCKET}/archive", f"s3://{BUCKET}/products", config=config)
     assert (again["registered"], again["skipped"]) == (0, 2)
