@@ -1,16 +1,23 @@
-"""Where the driver's time goes per tile (read, reproject, blend, warp, measure, write) during a real
-`register_pair` run, and the throughput ceiling it sets for one pair however fast the model is (any
-number of GPUs): 1 / (driver CPU seconds per tile).
+"""The driver's CPU per tile and its peak RSS during a real `register_pair` run, per scene size.
 
-Usage: python benchmarks/driver_stages.py [--size 2048] [--actors 2]
+The driver only plans and schedules (the actors read, register, blend, warp, measure and write), so its
+CPU per tile bounds one pair's throughput however fast the model is (1 / CPU s per tile), and neither
+figure should grow with the scene. Each size runs in a fresh driver process: its CPU time (psutil, user +
+system) over the `register_pair` call / tiles, the same from the first written tile on (steady state), the
+CPU the idle Ray driver burns per second anyway (measured in a sleep before the run), and the process's
+peak RSS (`ru_maxrss`, Ray's client included).
+
+Usage: python benchmarks/driver_stages.py [--sizes 1024 2048 10980] [--actors 2] [--tile-size 512]
+       [--network-only]
 """
 
 from __future__ import annotations
 
 import argparse
-import cProfile
-import inspect
-import pstats
+import json
+import resource
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,30 +26,9 @@ import psutil
 
 from pipeline_throughput import make_scene
 
-SENTINEL2_TILE_PX = 10980
-"""Side of a full Sentinel-2 tile at 10 m, px."""
-
-
-def stages() -> dict[str, object]:
-    """Label -> the driver function whose cumulative time is that stage."""
-    from model.registrar import warp_numpy
-    from pipeline.blend import blend
-    from pipeline.quality import flow_statistics, structural_similarity
-    from pipeline.rasters import OpticalReader, SarReader
-    from pipeline.store import PairStore
-
-    return {"read optical (windows + cores)": OpticalReader.read, "reproject SAR (windows + cores)": SarReader.read,
-            "blend tile flows": blend, "warp SAR": warp_numpy, "similarity before/after": structural_similarity,
-            "flow statistics": flow_statistics, "write chunk + row (Zarr)": PairStore.write_tile}
-
-
-def cumulative(profile: pstats.Stats, function: object) -> float:
-    """Cumulative seconds of `function` in `profile` (matched by file and first line)."""
-    code = inspect.unwrap(function).__code__
-    for (filename, line, _name), (_cc, _nc, _tt, ct, _callers) in profile.stats.items():
-        if filename == code.co_filename and line == code.co_firstlineno:
-            return ct
-    return 0.0
+IDLE_S = 10.0
+"""Sleep with Ray connected before the run: the driver's background CPU rate (Ray's own threads)."""
+KIB = 1024
 
 
 def busy(process: psutil.Process) -> float:
@@ -51,45 +37,62 @@ def busy(process: psutil.Process) -> float:
     return times.user + times.system
 
 
+def child(opt: str, sar: str, actors: int, tile_size: int, network_only: bool, out: str) -> None:
+    """One measured `register_pair` run in this (fresh) process; prints one JSON line."""
+    from model.config import RefineConfig
+    from pipeline import PipelineConfig, ScenePair, register_pair
+    from pipeline.actors import connect
+
+    refinement = RefineConfig(enabled=False) if network_only else RefineConfig()
+    config = PipelineConfig(actors=actors, tile_size=tile_size, quicklook=False, refinement=refinement)
+    connect()  # Ray is up before the clock, as on a cluster; the actors still start inside the run
+    me = psutil.Process()
+    idle_before = busy(me)
+    time.sleep(IDLE_S)
+    idle_rate = (busy(me) - idle_before) / IDLE_S
+    first: dict[str, float] = {}
+
+    def progress(done: int, total: int) -> None:
+        if done == 1:  # steady state from here: actors started, models loaded
+            first["cpu"], first["t"] = busy(me), time.perf_counter()
+
+    cpu_before, start = busy(me), time.perf_counter()
+    result = register_pair(ScenePair("stages", (opt,), (sar,)), out, config, progress)
+    wall, cpu = time.perf_counter() - start, busy(me) - cpu_before
+    steady_cpu, steady_wall = busy(me) - first["cpu"], time.perf_counter() - first["t"]
+    print(json.dumps({"tiles": result.tiles, "wall_s": wall, "cpu_s": cpu, "steady_cpu_s": steady_cpu,
+                      "steady_wall_s": steady_wall, "idle_cpu_per_s": idle_rate,
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 10980])
     parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--tile-size", type=int, default=512)
+    parser.add_argument("--network-only", action="store_true", help="the network without the refinement (faster)")
+    parser.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    from pipeline import PipelineConfig, ScenePair, register_pair
-    from pipeline.tiling import make_tiles
-
+    if args.child:
+        opt, sar, actors, tile_size, network_only, out = args.child
+        child(opt, sar, int(actors), int(tile_size), network_only == "1", out)
+        return
+    print("| scene | tiles | wall s | driver CPU s | ms / tile | steady ms / tile | idle Ray driver ms / s | "
+          "steady ms / tile less idle | peak driver RSS MiB |\n|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        opt, sar = make_scene(args.size, Path(tmp))
-        me, profiler, first = psutil.Process(), cProfile.Profile(), {}
-
-        def progress(done: int, total: int) -> None:
-            if done == 1:  # steady state from here: Ray started, models loaded
-                first["cpu"] = busy(me)
-
-        cpu_before, start = busy(me), time.perf_counter()
-        profiler.enable()
-        result = register_pair(ScenePair("stages", (str(opt),), (str(sar),)), str(Path(tmp) / "out"),
-                               PipelineConfig(actors=args.actors, quicklook=False), progress)
-        profiler.disable()
-        wall, cpu_after = time.perf_counter() - start, busy(me)
-    driver_cpu = cpu_after - cpu_before
-    profile, tiles = pstats.Stats(profiler), result.tiles
-    print(f"{args.size}² scene, {tiles} tiles, {args.actors} actors: {wall:.0f} s wall, {tiles / wall:.2f} tiles/s; "
-          f"driver CPU {driver_cpu:.1f} s (Ray start and model load included)")
-    print("| stage | seconds | ms / tile |\n|---|---|---|")
-    for label, function in stages().items():
-        seconds = cumulative(profile, function)
-        print(f"| {label} | {seconds:.2f} | {1000 * seconds / tiles:.0f} |")
-    print(f"| driver CPU, all (Ray start and model load included) | {driver_cpu:.2f} | "
-          f"{1000 * driver_cpu / tiles:.0f} |")
-    steady = cpu_after - first["cpu"]
-    per_tile = steady / (tiles - 1)
-    print(f"| driver CPU, steady state (after the first tile) | {steady:.2f} | {1000 * per_tile:.0f} |")
-    config = PipelineConfig()
-    full = len(make_tiles(SENTINEL2_TILE_PX, SENTINEL2_TILE_PX, config.tile_size, config.overlap))
-    print(f"ceiling for one pair with an infinitely fast model: {1 / per_tile:.1f} tiles/s "
-          f"({full * per_tile / 60:.1f} min of driver CPU for a {SENTINEL2_TILE_PX}² Sentinel-2 tile of {full} tiles)")
+        for size in args.sizes:
+            opt, sar = make_scene(size, Path(tmp))
+            done = subprocess.run([sys.executable, __file__, "--child", str(opt), str(sar), str(args.actors),
+                                   str(args.tile_size), "1" if args.network_only else "0",
+                                   str(Path(tmp) / f"out{size}")], capture_output=True, text=True, check=True)
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            steady = r["steady_cpu_s"] / (r["tiles"] - 1)
+            background = r["idle_cpu_per_s"] * r["steady_wall_s"] / (r["tiles"] - 1)
+            print(f"| {size}² | {r['tiles']} | {r['wall_s']:.0f} | {r['cpu_s']:.2f} | {1000 * r['cpu_s'] / r['tiles']:.1f} "
+                  f"| {1000 * steady:.1f} | {1000 * r['idle_cpu_per_s']:.1f} | {1000 * (steady - background):.1f} "
+                  f"| {r['peak_rss_mib']:.0f} |", flush=True)
+            for path in (opt, sar):
+                path.unlink()
 
 
 if __name__ == "__main__":

@@ -1,41 +1,27 @@
-"""A pool of Ray actors, each holding one Registrar: tiles in, registrations out."""
+"""Ray actors, each holding one Registrar: they read, register and write a pair's tiles themselves."""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import replace
 
-import numpy as np
 import ray
-from ray.util import ActorPool
 
 from model.config import RefineConfig
 
-from .config import PipelineConfig
+from .chunk import ChunkJob, write_chunk
+from .config import StorageOptions
+from .quality import TileRecord
+from .rasters import raster_env
+from .sources import PairSource, Readers, WorkerCache, open_readers
+from .store import PairStore
+from .tiling import Tile
+from .windows import TileInput, TileOutput, window_input
 
 LOCAL_OBJECT_STORE_BYTES = 1 << 30
 """Object store of a local cluster started by the pipeline: tiles are small, 1 GiB is plenty."""
-
-
-@dataclass
-class TileInput:
-    """One window's arrays, as the actor receives them."""
-
-    index: int
-    optical: np.ndarray
-    sar: np.ndarray
-
-
-@dataclass
-class TileOutput:
-    """One window's registration, or the error that stopped it."""
-
-    index: int
-    flow: np.ndarray | None = None
-    certainty: np.ndarray | None = None
-    affine: np.ndarray | None = None
-    error: str = ""
 
 
 def local_cluster_env() -> None:
@@ -61,8 +47,12 @@ ACTOR_RESTARTS = 3
 """A dead actor (killed, out of memory, its node lost) is restarted this often, on any node with room."""
 
 
+def _open_store(key: tuple[str, StorageOptions]) -> PairStore:
+    return PairStore(*key)
+
+
 class RegistrarActor:
-    """Loads the model once; registers batches of same-size windows."""
+    """Loads the model once; reads and registers fixed batches of windows, and writes chunks."""
 
     def __init__(self, checkpoint: str | None, device: str, threads: int, refinement: RefineConfig) -> None:
         import torch
@@ -71,6 +61,8 @@ class RegistrarActor:
 
         torch.set_num_threads(threads)
         self.registrar = Registrar.load(checkpoint, device=device, refinement=refinement)
+        self.readers: WorkerCache[PairSource, Readers] = WorkerCache(open_readers, Readers.close)
+        self.stores: WorkerCache[tuple[str, StorageOptions], PairStore] = WorkerCache(_open_store)
 
     def describe(self) -> dict:
         return {"model": self.registrar.config.name, "checkpoint_sha256": self.registrar.checkpoint_sha256,
@@ -93,21 +85,28 @@ class RegistrarActor:
         except Exception as exc:  # noqa: BLE001 - the error text goes into the tile table
             return TileOutput(tile.index, error=f"{type(exc).__name__}: {exc}")
 
+    def register_windows(self, source: PairSource, tiles: list[Tile],
+                         min_valid_fraction: float) -> TileOutput | list[TileOutput]:
+        """Read one fixed batch of windows and register those with enough data in one forward pass.
 
-def start_pool(config: PipelineConfig) -> tuple[ActorPool, list, dict]:
-    """`config.actors` actors (one GPU each when the cluster has GPUs), the pool over them, and what model
-    they hold."""
-    connect()
-    gpus = ray.cluster_resources().get("GPU", 0) >= 1
-    remote = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=1 if gpus else 0, scheduling_strategy="SPREAD",
-                        max_restarts=ACTOR_RESTARTS, max_task_retries=config.retries)(RegistrarActor)
-    device = config.device if config.device != "auto" else ("cuda" if gpus else "cpu")
-    actors = [remote.remote(config.checkpoint, device, config.threads_per_actor, config.refinement)
-              for _ in range(config.actors)]
-    model = ray.get(actors[0].describe.remote())
-    return ActorPool(actors), actors, model
+        One output per tile, in order (the caller asks Ray for one object ref each; a single output is
+        returned bare, as Ray wants for one return value). A window whose optical and SAR overlap on less
+        than `min_valid_fraction` is left out of the batch and returned without flow or error (no data).
+        """
+        started = time.perf_counter()
+        with raster_env(source.storage, source.gdal_cache_mib):
+            readers = self.readers.get(source)
+            inputs = [window_input(readers, t, min_valid_fraction) for t in tiles]
+        batch = [i for i in inputs if i is not None]
+        registered = {o.index: o for o in self.register(batch)} if batch else {}
+        seconds = time.perf_counter() - started
+        outputs = [replace(registered[t.index], seconds=seconds) if t.index in registered else TileOutput(t.index)
+                   for t in tiles]
+        return outputs if len(outputs) > 1 else outputs[0]
 
-
-def stop_pool(actors: list) -> None:
-    for actor in actors:
-        ray.kill(actor)
+    def write_chunk(self, job: ChunkJob, *registrations: TileOutput) -> TileRecord:
+        """Blend, warp, measure and write `job`'s chunk and row from the registrations of its windows (Ray
+        resolves their refs here, on the worker). Returns the row."""
+        with raster_env(job.source.storage, job.source.gdal_cache_mib):
+            return write_chunk(job, self.readers.get(job.source), self.stores.get((job.store, job.source.storage)),
+                               registrations)

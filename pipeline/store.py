@@ -179,15 +179,18 @@ class PairStore:
 
     def write_tile(self, tile: Tile, flow: np.ndarray, certainty: np.ndarray, valid: np.ndarray,
                    sar: np.ndarray, record: TileRecord) -> None:
-        """The tile's chunk region, then its table row (the row marks the tile written).
+        """The tile's chunk region, then its table row, `valid` and the status last (the status marks the tile
+        written; `valid` just before it, so a writer killed midway leaves no valid pixel without a status).
 
         Straight into the template's arrays (whole chunks, so each is one atomic object): xarray's region
-        writes re-read and re-validate the group on every call, which was most of the driver's time."""
+        writes re-read and re-validate the group on every call."""
         arrays, (rows, cols) = self._arrays(), tile.core.slices
-        for name, data in (("flow_x", flow[0]), ("flow_y", flow[1]), ("certainty", certainty), ("valid", valid)):
+        for name, data in (("flow_x", flow[0]), ("flow_y", flow[1]), ("certainty", certainty)):
             arrays[name][rows, cols] = data
         arrays["sar_coregistered"][:, rows, cols] = sar
         self._write_row(record)
+        arrays["valid"][rows, cols] = valid
+        arrays["tile_status"][record.index] = np.int8(int(record.status))
 
     def _arrays(self) -> dict[str, zarr.Array]:
         """The template's arrays, opened once per store (their metadata never changes after `create`)."""
@@ -197,6 +200,7 @@ class PairStore:
         return self._opened
 
     def _write_row(self, r: TileRecord) -> None:
+        """The row's columns but its status (`write_tile` writes that last)."""
         arrays, i = self._arrays(), r.index
         arrays["tile_window"][i] = np.asarray(r.window, np.int32)
         arrays["tile_core"][i] = np.asarray(r.core, np.int32)
@@ -204,8 +208,6 @@ class PairStore:
         arrays["tile_error"][i] = r.error
         for k in SCALAR_COLUMNS:
             arrays[f"tile_{k}"][i] = np.float32(getattr(r, k))
-        # the status goes last: a tile counts as written only once all of it is
-        arrays["tile_status"][i] = np.int8(int(r.status))
 
     def finish(self, attrs: dict) -> None:
         """Record `attrs`, consolidate the metadata, then mark the group complete."""
