@@ -321,6 +321,8 @@ def run_archive(
     min_overlap: float = typer.Option(None, help="smallest share of the S2 footprint the S1 scene must cover "
                                                  f"{DISCOVERY_DEFAULT}"),
     actors: int = typer.Option(None, help=f"Ray actors, each holding one model {CONFIG_DEFAULT}"),
+    pairs_in_flight: int = typer.Option(None, help="pairs registered at once on the shared actor pool "
+                                                   "(default: one per actor)"),
     checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
     endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
     truth: Path = typer.Option(None, help="sidecar of injected misregistrations: print recovered vs injected "
@@ -332,7 +334,7 @@ def run_archive(
     from flows.injected import SAMPLE_SIDECAR
 
     discovery = _discovery_config(start=start, end=end, bbox=_bbox(bbox), max_days=max_days, min_overlap=min_overlap)
-    config = _pipeline_config(endpoint_url, actors=actors, checkpoint=checkpoint)
+    config = _pipeline_config(endpoint_url, actors=actors, pairs_in_flight=pairs_in_flight, checkpoint=checkpoint)
     summary = coregister_archive(archive or DEFAULT_ARCHIVE, output, discovery, config)
     _echo_summary(summary)
     truth = truth or (SAMPLE_SIDECAR if archive is None else None)
@@ -351,6 +353,8 @@ def backfill(
     bbox: str = typer.Option(None, help="west,south,east,north in degrees"),
     max_days: float = typer.Option(None, help=f"largest S1/S2 acquisition gap, days {DISCOVERY_DEFAULT}"),
     actors: int = typer.Option(None, help=f"Ray actors, each holding one model {CONFIG_DEFAULT}"),
+    pairs_in_flight: int = typer.Option(None, help="pairs registered at once on the shared actor pool "
+                                                   "(default: one per actor)"),
     endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
 ) -> None:
     """Co-register an archive over a date range in chunks; a rerun skips finished chunks and pairs."""
@@ -359,7 +363,8 @@ def backfill(
     from flows.coregister import backfill as run
 
     summary = run(archive or DEFAULT_ARCHIVE, output, start, end, chunk_days,
-                  _discovery_config(bbox=_bbox(bbox), max_days=max_days), _pipeline_config(endpoint_url, actors=actors))
+                  _discovery_config(bbox=_bbox(bbox), max_days=max_days), _pipeline_config(endpoint_url, actors=actors,
+                                                                                  pairs_in_flight=pairs_in_flight))
     typer.echo(f"{summary['chunks']} chunk(s), {summary['chunks_skipped']} finished before")
     _echo_summary(summary)
 

@@ -9,11 +9,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.futures import PrefectFuture, as_completed
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
-from pipeline import PairResult, PipelineConfig, StorageOptions, completed_result, register_pair
+from pipeline import PairResult, PipelineConfig, StorageOptions, TilePool, register_pair
 
 from .archive import ItemProblem, filesystem, read_archive
 from .discovery import DiscoveredPair, DiscoveryConfig, match_pairs, utc
@@ -89,8 +90,9 @@ def find_pairs(archive: str, discovery: DiscoveryConfig,
 
 @task(retries=REGISTER_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
       retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, task_run_name="register-{pair.pair_id}")
-def register(pair: DiscoveredPair, output: str, config: PipelineConfig) -> PairResult:
-    """One pair through the pipeline (resumes a partial group; tiles run on the Ray actor pool)."""
+def register(pair: DiscoveredPair, output: str, config: PipelineConfig, pool: TilePool) -> PairResult:
+    """One pair through the pipeline on the run's shared actor pool (a complete group is skipped, a partial
+    one finished)."""
     logger = get_run_logger()
     last = [0.0]
 
@@ -99,7 +101,7 @@ def register(pair: DiscoveredPair, output: str, config: PipelineConfig) -> PairR
             last[0] = time.monotonic()
             logger.info("%s: %d/%d tiles", pair.pair_id, done, total)
 
-    return register_pair(pair.scene, output, config, progress)
+    return register_pair(pair.scene, output, config, progress, pool)
 
 
 @task(retries=STORAGE_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
@@ -144,23 +146,35 @@ def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUT
     for p in problems:
         logger.warning("skipped item %s: %s", p.href, p.problem)
     logger.info("%d pair(s) in %s", len(pairs), archive)
-    for i, pair in enumerate(pairs, 1):
-        done = completed_result(pair.pair_id, output, storage)
-        if done is not None:
-            logger.info("[%d/%d] %s: already complete", i, len(pairs), pair.pair_id)
-            result = done
-        else:
-            logger.info("[%d/%d] %s: registering", i, len(pairs), pair.pair_id)
-            state = register(pair, output, config, return_state=True)
-            if state.is_failed():
-                summary.rows.append(_failed_row(pair, state, logger))
-                continue
-            result = state.result()
-        state = publish(pair, result, output, storage, return_state=True)
-        summary.rows.append(_failed_row(pair, state, logger) if state.is_failed() else state.result())
+    in_flight = config.pairs_in_flight or config.actors
+    rows: dict[int, PairRow] = {}
+    with TilePool(config) as pool:  # its actors start with the first pair that has tiles to register
+        queue, running = list(enumerate(pairs))[::-1], {}
+        while queue or running:
+            while queue and len(running) < in_flight:
+                i, pair = queue.pop()
+                running[register.submit(pair, output, config, pool)] = i
+            finished = next(as_completed(list(running)))
+            i = running.pop(finished)
+            rows[i] = _finish(pairs[i], finished, output, storage, logger, f"[{len(rows) + 1}/{len(pairs)}]")
+    summary.rows = [rows[i] for i in range(len(pairs))]
     summary.seconds = time.perf_counter() - started
     _publish_table(summary)
     return summary.as_dict()
+
+
+def _finish(pair: DiscoveredPair, registered: PrefectFuture, output: str, storage: StorageOptions,
+            logger, step: str) -> PairRow:  # noqa: ANN001 - Prefect's logger
+    """The table row of a pair whose registration finished: published, or failed with its error."""
+    registered.wait()  # takes the final state from the finished thread (`.state` may ask the API, which lags)
+    state = registered.state
+    if state.is_failed():
+        return _failed_row(pair, state, logger)
+    result = state.result()
+    logger.info("%s %s: %s", step, pair.pair_id, "already complete" if result.already_complete
+                else f"wrote {result.written_tiles} tile(s) in {result.seconds:.1f} s")
+    state = publish(pair, result, output, storage, return_state=True)
+    return _failed_row(pair, state, logger) if state.is_failed() else state.result()
 
 
 def _failed_row(pair: DiscoveredPair, state, logger) -> PairRow:  # noqa: ANN001 - a Prefect State and logger

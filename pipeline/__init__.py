@@ -5,9 +5,10 @@ Imports `model`; never Prefect.
 
 from .config import PipelineConfig, StorageOptions
 from .pair import completed_result, register_pair, store_path
+from .pool import TilePool
 from .quality import TileStatus
-from .rasters import RasterError
+from .rasters import RasterError, TransientReadError
 from .scene import PairResult, ScenePair
 
-__all__ = ["PairResult", "completed_result", "PipelineConfig", "RasterError", "ScenePair", "StorageOptions", "TileStatus",
+__all__ = ["PairResult", "completed_result", "PipelineConfig", "RasterError", "ScenePair", "StorageOptions", "TilePool", "TileStatus", "TransientReadError",
            "register_pair", "store_path"]

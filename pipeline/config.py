@@ -26,6 +26,11 @@ class StorageOptions:
     secret: str | None = None
     region: str | None = field(default_factory=lambda: os.environ.get("AWS_REGION")
                                or os.environ.get("AWS_DEFAULT_REGION"))
+    http_retries: int = 3
+    """GDAL retries of one failed HTTP request of a raster read (429, 5xx, connection reset, timeout); a window
+    read still failing after them is itself tried `rasters.READ_ATTEMPTS` times."""
+    http_retry_delay_s: float = 0.5
+    """GDAL's first retry delay; each further one about doubles."""
 
     def fsspec(self) -> dict:
         """Options for s3fs / fsspec (xarray's `storage_options`)."""
@@ -42,11 +47,13 @@ class StorageOptions:
         return self.fsspec() if is_remote(url) else {}
 
     def gdal(self) -> dict[str, str]:
-        """GDAL /vsis3/ settings: host:port without scheme, HTTPS and path-style addressing to match."""
+        """GDAL /vsis3/ settings: retries of transient HTTP failures; for a custom endpoint, host:port without
+        scheme, HTTPS and path-style addressing to match."""
+        retries = {"GDAL_HTTP_MAX_RETRY": str(self.http_retries), "GDAL_HTTP_RETRY_DELAY": str(self.http_retry_delay_s)}
         if not self.endpoint_url:
-            return {}
+            return retries
         url = urlparse(self.endpoint_url)
-        return {"AWS_S3_ENDPOINT": url.netloc, "AWS_HTTPS": "YES" if url.scheme == "https" else "NO",
+        return {**retries, "AWS_S3_ENDPOINT": url.netloc, "AWS_HTTPS": "YES" if url.scheme == "https" else "NO",
                 "AWS_VIRTUAL_HOSTING": "FALSE"}
 
 
@@ -67,6 +74,9 @@ class PipelineConfig:
     """Torch threads in each actor; keep it fixed so results do not depend on the pool size."""
     batch_size: int = 2
     """Tiles per forward pass."""
+    pairs_in_flight: int | None = None
+    """Pairs an archive run registers at once on its one shared actor pool; None: one per actor, so the
+    actors stay busy while a pair is opened, planned and its last chunks written."""
     retries: int = 1
     """Ray re-sends a batch this many times when its actor dies while holding it (killed, out of memory, node
     lost; Ray's `max_task_retries`, the actor itself restarted up to `ACTOR_RESTARTS` times). An exception
@@ -104,3 +114,5 @@ class PipelineConfig:
             raise ValueError(f"overlap {self.overlap} must be even (half on each side of a tile's core)")
         if self.actors < 1 or self.batch_size < 1:
             raise ValueError("actors and batch_size must be at least 1")
+        if self.pairs_in_flight is not None and self.pairs_in_flight < 1:
+            raise ValueError(f"pairs_in_flight must be at least 1 (or None: one per actor), got {self.pairs_in_flight}")

@@ -90,13 +90,14 @@ def _register(pair: ScenePair, config: PipelineConfig, optical: OpticalReader, s
     needed = _whole_batches({i for p in pending for i in needs[p]}, config.batch_size, len(tiles))
     batches = [list(b) for _, b in groupby(needed, key=lambda i: i // config.batch_size)]
     plan = RunPlan(path, PairSource.of(pair, grid, config), config, tiles, needs, pending, batches)
-    model: dict = pool.model if pool is not None else {}
+    model: dict = {}
     if needed:
         own = pool is None
         if own:
-            pool, _, model = start_pool(config)
+            pool = start_pool(config)[0]
         try:
             run_plan(plan, pool, progress)
+            model = pool.model
         finally:
             if own:
                 pool.close()

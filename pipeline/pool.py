@@ -22,33 +22,56 @@ MODEL_SETTINGS = ("checkpoint", "refinement", "device", "threads_per_actor")
 class TilePool:
     """`config.actors` RegistrarActors (one GPU each when the cluster has GPUs) and what model they hold.
 
-    Thread-safe: each call goes to the actor with the fewest unfinished calls, so several `register_pair`
-    calls in threads can share one pool. A context manager: `with TilePool.start(config) as pool: ...`.
+    Started on first use (`actors`, `model`, `submit`), so a flow can hand one pool to every pair and a run
+    whose pairs are all complete starts no actor. Thread-safe: each call goes to the actor with the fewest
+    unfinished calls, so several `register_pair` calls in threads share one pool. A context manager:
+    `with TilePool(config) as pool: ...`.
     """
 
-    def __init__(self, actors: list, model: dict, config: PipelineConfig) -> None:
-        self.actors = actors
-        """The actor handles."""
-        self.model = model
-        """What `RegistrarActor.describe` says of the model they hold."""
+    def __init__(self, config: PipelineConfig) -> None:
         self.config = config
-        """The config the pool was started with (its model settings bind every run on it)."""
-        self._lock = threading.Lock()
-        self._unfinished: list[list[ray.ObjectRef]] = [[] for _ in actors]
+        """The config the pool is started with (its model settings bind every run on it)."""
+        self._lock = threading.RLock()
+        self._actors: list | None = None
+        self._model: dict = {}
+        self._unfinished: list[list[ray.ObjectRef]] = []
 
     @classmethod
     def start(cls, config: PipelineConfig) -> TilePool:
-        """Connect to (or start) the cluster and start `config.actors` actors; returns once the model loaded."""
-        connect()
-        gpus = ray.cluster_resources().get("GPU", 0) >= 1
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-        remote = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=1 if gpus else 0, scheduling_strategy="SPREAD",
-                            max_restarts=ACTOR_RESTARTS, max_task_retries=config.retries,
-                            runtime_env={"env_vars": env} if env else None)(RegistrarActor)
-        device = config.device if config.device != "auto" else ("cuda" if gpus else "cpu")
-        actors = [remote.remote(config.checkpoint, device, config.threads_per_actor, config.refinement)
-                  for _ in range(config.actors)]
-        return cls(actors, ray.get(actors[0].describe.remote()), config)
+        """A pool whose actors are started now; returns once the model loaded."""
+        pool = cls(config)
+        pool._ensure_started()
+        return pool
+
+    def _ensure_started(self) -> list:
+        with self._lock:
+            if self._actors is None:
+                connect()
+                config = self.config
+                gpus = ray.cluster_resources().get("GPU", 0) >= 1
+                env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+                remote = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=1 if gpus else 0,
+                                    scheduling_strategy="SPREAD", max_restarts=ACTOR_RESTARTS,
+                                    max_task_retries=config.retries,
+                                    runtime_env={"env_vars": env} if env else None)(RegistrarActor)
+                device = config.device if config.device != "auto" else ("cuda" if gpus else "cpu")
+                actors = [remote.remote(config.checkpoint, device, config.threads_per_actor, config.refinement)
+                          for _ in range(config.actors)]
+                self._model = ray.get(actors[0].describe.remote())
+                self._unfinished = [[] for _ in actors]
+                self._actors = actors
+            return self._actors
+
+    @property
+    def actors(self) -> list:
+        """The actor handles (started on first use)."""
+        return self._ensure_started()
+
+    @property
+    def model(self) -> dict:
+        """What `RegistrarActor.describe` says of the model the actors hold (started on first use)."""
+        self._ensure_started()
+        return self._model
 
     def check(self, config: PipelineConfig) -> None:
         """Refuse a run whose model settings differ from the pool's (its output would not be that model's)."""
@@ -60,6 +83,7 @@ class TilePool:
         """Call actor `method` on the least busy actor; its `num_returns` refs (arguments that are refs are
         resolved by Ray on the worker)."""
         with self._lock:
+            self._ensure_started()
             for refs in self._unfinished:
                 if refs:
                     _, refs[:] = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
@@ -70,9 +94,11 @@ class TilePool:
             return refs
 
     def close(self) -> None:
-        """Stop the actors (whatever they still run is dropped)."""
-        for actor in self.actors:
-            ray.kill(actor)
+        """Stop the actors, if started (whatever they still run is dropped)."""
+        with self._lock:
+            for actor in self._actors or []:
+                ray.kill(actor)
+            self._actors = None
 
     def __enter__(self) -> TilePool:
         return self

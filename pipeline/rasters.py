@@ -7,12 +7,14 @@ custom endpoint); nothing reads a whole scene.
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
+from rasterio._err import CPLE_AWSError, CPLE_BaseError, CPLE_HttpResponseError
 from rasterio.errors import RasterioIOError
 from rasterio.session import AWSSession
 from rasterio.transform import Affine, array_bounds
@@ -31,10 +33,50 @@ SAR_BANDS_ACCEPTED = (1, 2)
 """VV or VH, or both."""
 MIN_SCENE_PX = 64
 """The model's smallest input side."""
+READ_ATTEMPTS = 3
+"""Tries of one open or window read whose failure is transient (GDAL has already retried each request)."""
+READ_BACKOFF_S = 2.0
+"""Wait before the second try; doubled before each further one."""
+TRANSIENT_S3_MESSAGES = ("reduce your request rate", "internal error", "service unavailable", "request timeout",
+                         "please try again")
+"""S3 error messages (SlowDown, InternalError, ServiceUnavailable, RequestTimeout) GDAL reports as its AWS
+error: worth another try, unlike AccessDenied or NoSuchKey."""
+T = TypeVar("T")
 
 
 class RasterError(SomaError, ValueError):
     """A raster cannot be used: the message names the file and the problem."""
+
+
+class TransientReadError(SomaError, OSError):
+    """A raster read from object storage failed in a way that may pass (timeouts, 5xx, connection resets) and
+    kept failing through the retries: worth retrying later (the flows do), unlike a `RasterError`."""
+
+
+def _is_transient(exc: BaseException | None) -> bool:
+    """Whether GDAL's error (`exc` or one behind it) is a network failure (curl) or a retryable S3 reply."""
+    while exc is not None:
+        if isinstance(exc, CPLE_HttpResponseError):
+            return True
+        if isinstance(exc, CPLE_AWSError):
+            return any(m in str(exc).lower() for m in TRANSIENT_S3_MESSAGES)
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _retrying(action: Callable[[], T], what: str) -> T:
+    """`action()`, tried again with backoff while it fails transiently; a `RasterError` (`what` and GDAL's
+    message) when the failure is the file's, a `TransientReadError` when the retries ran out."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return action()
+        except (RasterioIOError, CPLE_BaseError) as exc:
+            if not _is_transient(exc):
+                raise RasterError(f"{what} ({exc})") from exc
+            if attempt + 1 == READ_ATTEMPTS:
+                raise TransientReadError(f"{what}: still failing after {READ_ATTEMPTS} tries ({exc})") from exc
+        time.sleep(READ_BACKOFF_S * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -72,10 +114,7 @@ def raster_env(storage: StorageOptions, cache_mib: int) -> Iterator[None]:
 
 
 def _open(href: str) -> rasterio.io.DatasetReader:
-    try:
-        ds = rasterio.open(href)
-    except RasterioIOError as exc:
-        raise RasterError(f"{href}: cannot open as a raster ({exc})") from exc
+    ds = _retrying(lambda: rasterio.open(href), f"{href}: cannot open as a raster")
     kind = np.dtype(ds.dtypes[0]).kind
     if kind not in "uif":
         ds.close()
@@ -83,10 +122,10 @@ def _open(href: str) -> rasterio.io.DatasetReader:
                           "SAR, e.g. SLC, must be detected to amplitude or dB first)")
     try:  # a truncated file opens but fails on its last blocks: find out before anything is written
         for row, col in ((0, 0), (ds.height - 1, ds.width - 1)):
-            ds.read(window=Window(col, row, 1, 1))
-    except RasterioIOError as exc:
+            _retrying(lambda: ds.read(window=Window(col, row, 1, 1)), f"{href}: unreadable data, truncated or corrupt")
+    except Exception:
         ds.close()
-        raise RasterError(f"{href}: unreadable data, truncated or corrupt ({exc})") from exc
+        raise
     return ds
 
 
@@ -141,10 +180,7 @@ class OpticalReader(_Stack):
         window = Window(box.col, box.row, box.width, box.height)
         bands, valid = [], np.ones((box.height, box.width), bool)
         for (ds, b), nodata in zip(self.bands, self.nodata):
-            try:
-                band = ds.read(b, window=window)
-            except RasterioIOError as exc:
-                raise RasterError(f"{ds.name}: read of window {box} failed ({exc})") from exc
+            band = _retrying(lambda: ds.read(b, window=window), f"{ds.name}: read of window {box} failed")
             if np.issubdtype(band.dtype, np.floating):
                 valid &= np.isfinite(band)
             if nodata is not None:
@@ -206,10 +242,8 @@ class SarReader(_Stack):
                         box.height + 2 * pad)
         out = []
         for vrt in self.vrts:
-            try:
-                data = vrt.read(window=window, masked=True)
-            except RasterioIOError as exc:
-                raise RasterError(f"{vrt.src_dataset.name}: read of window {box} failed ({exc})") from exc
+            data = _retrying(lambda: vrt.read(window=window, masked=True),
+                             f"{vrt.src_dataset.name}: read of window {box} failed")
             out.append(data.astype(np.float32).filled(np.nan))
         return np.concatenate(out)
 

@@ -4,6 +4,7 @@ real local Ray cluster and real Zarr stores."""
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from cli.main import app
 from flows.coregister import ARTIFACT_KEY, backfill, chunk_marker, coregister_archive
 from flows.discovery import utc
 from flows.injected import recovery
+from pipeline import PipelineConfig
 from pipeline.invariants import violations
 
 PAIRS = {"S2_20170613_33UUP_87_48__S1_20170615_33UUP_87_48", "S2_20170807_29SND_56_35__S1_20170810_29SND_56_35"}
@@ -65,11 +67,34 @@ def test_soma_run_registers_each_pair_once_and_publishes_items_and_a_table(prefe
 @pytest.mark.slow
 def test_a_pair_with_a_missing_asset_fails_alone(prefect_api, ray_cluster, ben_archive, tmp_path):
     (ben_archive / "sentinel-1-grd" / "S1_20170810_29SND_56_35" / "vv.tif").unlink()
-    summary = coregister_archive(str(ben_archive), str(tmp_path / "out"))
+    summary = coregister_archive(str(ben_archive), str(tmp_path / "out"), config=PipelineConfig(pairs_in_flight=2))
     outcomes = {r["pair_id"]: (r["outcome"], r["error"]) for r in summary["rows"]}
     assert outcomes["S2_20170613_33UUP_87_48__S1_20170615_33UUP_87_48"] == ("registered", "")
     outcome, error = outcomes["S2_20170807_29SND_56_35__S1_20170810_29SND_56_35"]
     assert outcome == "failed" and "vv.tif" in error
+
+
+@pytest.mark.slow
+def test_pairs_in_flight_share_one_pool_and_write_what_one_after_another_writes(prefect_api, ray_cluster, ben_archive,
+                                                                                 tmp_path, monkeypatch):
+    sequential = coregister_archive(str(ben_archive), str(tmp_path / "one"), config=PipelineConfig(pairs_in_flight=1))
+    both_inside, pools = threading.Barrier(2, timeout=60), set()
+    real = coregister_module.register_pair
+
+    def register_together(pair, output, config, progress, pool):
+        pools.add(id(pool))
+        both_inside.wait()  # breaks (and the pair fails) unless the other pair is in flight at the same time
+        return real(pair, output, config, progress, pool)
+
+    monkeypatch.setattr(coregister_module, "register_pair", register_together)
+    together = coregister_archive(str(ben_archive), str(tmp_path / "two"), config=PipelineConfig(pairs_in_flight=2))
+    assert [(r["pair_id"], r["outcome"]) for r in together["rows"]] == [
+        (r["pair_id"], "registered") for r in sequential["rows"]]
+    assert len(pools) == 1
+    for pair_id in PAIRS:
+        one, two = (xr.open_zarr(tmp_path / run / f"{pair_id}.zarr") for run in ("one", "two"))
+        for name in ("flow_x", "flow_y", "certainty", "sar_coregistered", "tile_affine", "tile_status"):
+            np.testing.assert_array_equal(one[name].values, two[name].values, err_msg=f"{pair_id} {name}")
 
 
 @pytest.mark.slow
