@@ -3,7 +3,7 @@
 # Python with the package installed). Prints: the GPU, model-only pairs/s at 256² and 512² (CPU and CUDA,
 # batch 1 and 8), the pipeline end to end on the bundled 2048² scene with one actor per GPU, and where
 # the driver's time goes per tile (the ceiling for one pair however many GPUs).
-# Usage: benchmarks/gpu.sh            (about 5 min on one H200)
+# Usage: benchmarks/gpu.sh            (about 8 min on one H200)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
@@ -17,4 +17,5 @@ PY
 "$PY" benchmarks/model_speed.py --configs lite --sizes 512 --repeats 5 --batch 8
 GPUS=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 "$PY" benchmarks/pipeline_throughput.py --sizes 2048 --actors "$GPUS"
-"$PY" benchmarks/driver_stages.py --size 2048 --actors "$GPUS"
+# the 10980² row is the full Sentinel-2 tile the projection in docs/performance.md is checked against
+"$PY" benchmarks/driver_stages.py --sizes 2048 10980 --actors "$GPUS"
