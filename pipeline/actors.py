@@ -51,7 +51,30 @@ def _open_store(key: tuple[str, StorageOptions]) -> PairStore:
     return PairStore(*key)
 
 
-class RegistrarActor:
+class ChunkWriter:
+    """Writes chunks from registrations (read the core, blend, warp, measure, write): no model, so it can run
+    on CPU cores beside GPU actors, which then only read and register."""
+
+    def __init__(self) -> None:
+        self.readers: WorkerCache[PairSource, Readers] = WorkerCache(open_readers, Readers.close)
+        self.stores: WorkerCache[tuple[str, StorageOptions], PairStore] = WorkerCache(_open_store)
+        self.chunks_written = 0
+        """Chunks this actor wrote since it started (what a pool's split of the work shows)."""
+
+    def write_chunk(self, job: ChunkJob, *registrations: TileOutput) -> TileRecord:
+        """Blend, warp, measure and write `job`'s chunk and row from the registrations of its windows (Ray
+        resolves their refs here, on the worker). Returns the row."""
+        self.chunks_written += 1
+        with raster_env(job.source.storage, job.source.gdal_cache_mib):
+            return write_chunk(job, self.readers.get(job.source), self.stores.get((job.store, job.source.storage)),
+                               registrations)
+
+    def written(self) -> int:
+        """`chunks_written` (an actor's attributes are not readable from outside)."""
+        return self.chunks_written
+
+
+class RegistrarActor(ChunkWriter):
     """Loads the model once; reads and registers fixed batches of windows, and writes chunks."""
 
     def __init__(self, checkpoint: str | None, device: str, threads: int, refinement: RefineConfig) -> None:
@@ -59,10 +82,11 @@ class RegistrarActor:
 
         from model import Registrar
 
+        super().__init__()
         torch.set_num_threads(threads)
+        if device == "auto":  # a GPU actor on a node whose GPU torch cannot use still works, on its CPU
+            device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
         self.registrar = Registrar.load(checkpoint, device=device, refinement=refinement)
-        self.readers: WorkerCache[PairSource, Readers] = WorkerCache(open_readers, Readers.close)
-        self.stores: WorkerCache[tuple[str, StorageOptions], PairStore] = WorkerCache(_open_store)
 
     def describe(self) -> dict:
         return {"model": self.registrar.config.name, "checkpoint_sha256": self.registrar.checkpoint_sha256,
@@ -103,10 +127,3 @@ class RegistrarActor:
         outputs = [replace(registered[t.index], seconds=seconds) if t.index in registered else TileOutput(t.index)
                    for t in tiles]
         return outputs if len(outputs) > 1 else outputs[0]
-
-    def write_chunk(self, job: ChunkJob, *registrations: TileOutput) -> TileRecord:
-        """Blend, warp, measure and write `job`'s chunk and row from the registrations of its windows (Ray
-        resolves their refs here, on the worker). Returns the row."""
-        with raster_env(job.source.storage, job.source.gdal_cache_mib):
-            return write_chunk(job, self.readers.get(job.source), self.stores.get((job.store, job.source.storage)),
-                               registrations)

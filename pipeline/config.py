@@ -68,7 +68,11 @@ class PipelineConfig:
     margin: int = 64
     """SAR read around each window, px: shifts up to this are recoverable when warping."""
     actors: int = 1
-    """Ray actors, each holding one model."""
+    """Ray actors, each holding one model, on a CPU cluster; a cluster with GPUs gets one per GPU instead."""
+    writers: int | None = None
+    """Model-free actors (1 CPU each) that write the chunks (read the core, blend, warp, measure, write), so
+    the registering actors only read and register. None: none on a CPU cluster (each actor writes what it
+    registers; the work is the same), and on a cluster with GPUs one per CPU the GPU actors leave."""
     cpus_per_actor: float = 1.0
     threads_per_actor: int = 1
     """Torch threads in each actor; keep it fixed so results do not depend on the pool size."""
@@ -89,7 +93,7 @@ class PipelineConfig:
     """The Registrar's test-time refinement (its default; the bundled certainty calibration holds for that
     one only, another falls back to the network's certainty)."""
     device: str = "auto"
-    """Actor device: auto (cuda when the actor is given a GPU), cpu or cuda."""
+    """Actor device: auto (cuda when Ray gave the actor a GPU and torch can use it), cpu or cuda."""
     min_valid_fraction: float = 0.05
     """Windows where optical and SAR overlap on less than this share are `no_data` (no model call)."""
     confident_certainty: float = 0.5
@@ -114,5 +118,7 @@ class PipelineConfig:
             raise ValueError(f"overlap {self.overlap} must be even (half on each side of a tile's core)")
         if self.actors < 1 or self.batch_size < 1:
             raise ValueError("actors and batch_size must be at least 1")
+        if self.writers is not None and self.writers < 0:
+            raise ValueError(f"writers must be 0 or more (or None: by the cluster), got {self.writers}")
         if self.pairs_in_flight is not None and self.pairs_in_flight < 1:
             raise ValueError(f"pairs_in_flight must be at least 1 (or None: one per actor), got {self.pairs_in_flight}")

@@ -8,7 +8,7 @@ from types import TracebackType
 
 import ray
 
-from .actors import ACTOR_RESTARTS, RegistrarActor, connect
+from .actors import ACTOR_RESTARTS, ChunkWriter, RegistrarActor, connect
 from .config import PipelineConfig
 
 FORWARDED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_REGION",
@@ -20,7 +20,8 @@ MODEL_SETTINGS = ("checkpoint", "refinement", "device", "threads_per_actor")
 
 
 class TilePool:
-    """`config.actors` RegistrarActors (one GPU each when the cluster has GPUs) and what model they hold.
+    """The actors that register (`config.actors` on CPU; one per GPU when the cluster has GPUs) and those that
+    write chunks (`config.writers`; none: the registering actors write), and what model they hold.
 
     Started on first use (`actors`, `model`, `submit`), so a flow can hand one pool to every pair and a run
     whose pairs are all complete starts no actor. Thread-safe: each call goes to the actor with the fewest
@@ -33,8 +34,9 @@ class TilePool:
         """The config the pool is started with (its model settings bind every run on it)."""
         self._lock = threading.RLock()
         self._actors: list | None = None
+        self._writers: list = []
         self._model: dict = {}
-        self._unfinished: list[list[ray.ObjectRef]] = []
+        self._unfinished: dict[object, list[ray.ObjectRef]] = {}
 
     @classmethod
     def start(cls, config: PipelineConfig) -> TilePool:
@@ -47,18 +49,21 @@ class TilePool:
         with self._lock:
             if self._actors is None:
                 connect()
-                config = self.config
-                gpus = ray.cluster_resources().get("GPU", 0) >= 1
+                config, resources = self.config, ray.cluster_resources()
+                gpus = int(resources.get("GPU", 0))
                 env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
-                remote = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=1 if gpus else 0,
-                                    scheduling_strategy="SPREAD", max_restarts=ACTOR_RESTARTS,
-                                    max_task_retries=config.retries,
-                                    runtime_env={"env_vars": env} if env else None)(RegistrarActor)
-                device = config.device if config.device != "auto" else ("cuda" if gpus else "cpu")
-                actors = [remote.remote(config.checkpoint, device, config.threads_per_actor, config.refinement)
-                          for _ in range(config.actors)]
+                options = dict(scheduling_strategy="SPREAD", max_restarts=ACTOR_RESTARTS, max_task_retries=config.retries,
+                               runtime_env={"env_vars": env} if env else None)
+                registrar = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=1 if gpus else 0, **options)(RegistrarActor)
+                count = gpus or config.actors
+                actors = [registrar.remote(config.checkpoint, config.device, config.threads_per_actor, config.refinement)
+                          for _ in range(count)]
+                writers = config.writers
+                if writers is None:  # GPU actors only register; the CPUs they leave write
+                    writers = max(1, int(resources.get("CPU", 1) - count * config.cpus_per_actor)) if gpus else 0
+                self._writers = [ray.remote(num_cpus=1, **options)(ChunkWriter).remote() for _ in range(writers)]
                 self._model = ray.get(actors[0].describe.remote())
-                self._unfinished = [[] for _ in actors]
+                self._unfinished = {a: [] for a in actors + self._writers}
                 self._actors = actors
             return self._actors
 
@@ -66,6 +71,12 @@ class TilePool:
     def actors(self) -> list:
         """The actor handles (started on first use)."""
         return self._ensure_started()
+
+    @property
+    def writers(self) -> list:
+        """The model-free actors that write chunks (started on first use; empty: the registering actors write)."""
+        self._ensure_started()
+        return self._writers
 
     @property
     def model(self) -> dict:
@@ -80,25 +91,26 @@ class TilePool:
             raise ValueError(f"the pool's actors were started with other {', '.join(differ)} than this run asks for")
 
     def submit(self, method: str, *args: object, num_returns: int = 1) -> list[ray.ObjectRef]:
-        """Call actor `method` on the least busy actor; its `num_returns` refs (arguments that are refs are
-        resolved by Ray on the worker)."""
+        """Call actor `method` on the least busy actor that does it (`write_chunk`: a writer when there are
+        any); its `num_returns` refs (arguments that are refs are resolved by Ray on the worker)."""
         with self._lock:
-            self._ensure_started()
-            for refs in self._unfinished:
+            registrars = self._ensure_started()
+            group = self._writers if method == "write_chunk" and self._writers else registrars
+            for refs in self._unfinished.values():
                 if refs:
                     _, refs[:] = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
-            slot = min(range(len(self.actors)), key=lambda i: len(self._unfinished[i]))
-            out = getattr(self.actors[slot], method).options(num_returns=num_returns).remote(*args)
+            actor = min(group, key=lambda a: len(self._unfinished[a]))
+            out = getattr(actor, method).options(num_returns=num_returns).remote(*args)
             refs = out if isinstance(out, list) else [out]
-            self._unfinished[slot].append(refs[0])
+            self._unfinished[actor].append(refs[0])
             return refs
 
     def close(self) -> None:
         """Stop the actors, if started (whatever they still run is dropped)."""
         with self._lock:
-            for actor in self._actors or []:
+            for actor in [*(self._actors or []), *self._writers]:
                 ray.kill(actor)
-            self._actors = None
+            self._actors, self._writers = None, []
 
     def __enter__(self) -> TilePool:
         return self

@@ -156,3 +156,17 @@ def test_a_lost_worker_node_leaves_the_pair_to_complete_on_the_remaining_node(re
     ds = xr.open_zarr(tmp_path / "142.zarr")
     assert ds.attrs["complete"] is True and violations(ds) == []
     assert_same_as_reference(str(tmp_path / "142.zarr"), reference_142.store)
+
+
+@pytest.mark.slow
+def test_a_cluster_with_a_gpu_gets_one_registering_actor_per_gpu_and_writers_on_its_other_cpus(reference_142,
+                                                                                              tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "tests.pipeline.gpu_pool", str(tmp_path)], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=WAIT_S)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (report["registrars"], report["writers"], report["registrar_gpu_ids"]) == (1, 1, [0]), report
+    assert report["device"] == "cpu", report  # Ray's GPU is logical here: the actor falls back to the CPU
+    assert (report["by_writers"], report["by_registrars"], report["written"]) == (9, 0, 9), report
+    assert_same_as_reference(str(tmp_path / "142.zarr"), reference_142.store)
