@@ -40,6 +40,10 @@ class PairRow:
     """Median over registered tiles of structural similarity after minus before."""
     seconds: float = 0.0
     error: str = ""
+    cube: str = ""
+    """The tile's change-detection cube the pair was appended to; empty when not (yet) appended."""
+    time_step: int = -1
+    """The pair's time step in that cube when it was appended (later, earlier acquisitions may move it up)."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -78,7 +82,7 @@ def write_product_item(pair: DiscoveredPair, result: PairResult, row: PairRow, o
     item = pystac.Item(
         pair.pair_id, mapping(opt.footprint), list(opt.footprint.bounds), opt.datetime,
         {"soma:optical_item": opt.id, "soma:sar_item": pair.sar.id, "soma:sar_datetime": pair.sar.datetime.isoformat(),
-         "soma:overlap": round(pair.overlap, 4), "soma:tiles": result.tiles, "soma:status_counts": result.status_counts,
+         "soma:overlap": round(pair.overlap, 4), "soma:pairing": pair.mode, "soma:tiles": result.tiles, "soma:status_counts": result.status_counts,
          "soma:median_certainty": row.median_certainty, "soma:median_flow_m": row.median_flow_m,
          "soma:similarity_gain": row.similarity_gain,
          "created": dt.datetime.now(dt.timezone.utc).isoformat()},
