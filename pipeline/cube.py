@@ -29,6 +29,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dask.array as da
+import fsspec
 import icechunk
 import numpy as np
 import xarray as xr
@@ -313,6 +314,23 @@ def _naive(value: str) -> np.datetime64:
     if t.tzinfo is not None:
         t = t.astimezone(dt.timezone.utc).replace(tzinfo=None)
     return np.datetime64(t, "ns")
+
+
+def list_cubes(output: str, storage: StorageOptions | None = None) -> list[str]:
+    """The tiles that have a cube under `{output}/cubes/`, sorted."""
+    storage = storage or StorageOptions()
+    fs, root = fsspec.core.url_to_fs(f"{output.rstrip('/')}/cubes", **storage.for_url(output))
+    if not fs.exists(root):
+        return []
+    names = (Path(p.rstrip("/")).name for p in fs.ls(root, detail=False))
+    return sorted(n.removesuffix(".zarr") for n in names if n.endswith(".zarr"))
+
+
+def cube_history(url: str, storage: StorageOptions | None = None) -> list[dict]:
+    """The cube's commits, newest first: snapshot id, time written, message."""
+    repo = open_repository(url, storage or StorageOptions())
+    return [{"snapshot": c.id, "written": c.written_at.isoformat(timespec="seconds"), "message": c.message}
+            for c in repo.ancestry(branch=BRANCH)]
 
 
 def cube_steps(ds: xr.Dataset) -> list[dict]:
