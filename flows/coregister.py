@@ -19,7 +19,7 @@ from pipeline.cube import AppendResult, append_pair, cube_path
 
 from .archive import ItemProblem, filesystem, read_archive
 from .discovery import DiscoveredPair, DiscoveryConfig, match_pairs, utc
-from .products import PairRow, item_href, pair_row, write_product_item
+from .products import PairRow, item_href, pair_row, write_product_collection, write_product_item
 
 DEFAULT_ARCHIVE = str(Path(__file__).resolve().parents[1] / "data" / "sample" / "archive")
 """The embedded default: the bundled sample archive."""
@@ -124,6 +124,13 @@ def append_to_cube(pair: DiscoveredPair, result: PairResult, output: str, storag
     return append_pair(cube_path(output, pair.tile), result.store, storage)
 
 
+@task(retries=STORAGE_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
+def publish_collection(output: str, storage: StorageOptions) -> str:
+    """The products' STAC Collection, `{output}/collection.json`, over every product Item there."""
+    return write_product_collection(output, storage)
+
+
 def _publish_table(summary: ArchiveSummary) -> None:
     rows = [r.as_dict() for r in summary.rows]
     n = _tally([r.outcome for r in summary.rows])
@@ -169,6 +176,8 @@ def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUT
             rows[i] = _finish(pairs[i], finished, output, storage, logger, f"[{len(rows) + 1}/{len(pairs)}]",
                               cubes)
     summary.rows = [rows[i] for i in range(len(pairs))]
+    if any(r.outcome != "failed" for r in summary.rows):
+        publish_collection(output, storage)
     summary.seconds = time.perf_counter() - started
     _publish_table(summary)
     return summary.as_dict()

@@ -8,6 +8,25 @@ from pyproj import CRS
 
 CONVENTIONS = "CF-1.10"
 CERTAINTY_RANGE = (0.0, 1.0)
+PIXEL_SIZE = ("pixel_size_x", "pixel_size_y")
+"""Scalar coordinates: the reference pixel size along x and y, metres per pixel (the flow's scale to metres)."""
+GRID_COORDINATES = " ".join(("spatial_ref", *PIXEL_SIZE))
+"""The non-dimension coordinates every gridded variable names (CF `coordinates`)."""
+
+
+def pixel_size_coords(px: float, py: float) -> dict[str, tuple]:
+    """The scalar `pixel_size_x`, `pixel_size_y` coordinates of a grid with pixels of `px` x `py` metres."""
+    return {name: ((), float(v), {"long_name": f"reference pixel size along {axis}: flow_{axis} x this = metres",
+                                  "units": "m"})
+            for name, v, axis in ((PIXEL_SIZE[0], px, "x"), (PIXEL_SIZE[1], py, "y"))}
+
+
+def pixel_size(ds: xr.Dataset) -> tuple[float, float]:
+    """(x, y) reference pixel size in metres of a product: its `pixel_size_x`/`_y` coordinates (groups written
+    before them: the flow's `pixel_size_m` attrs)."""
+    if all(n in ds.coords for n in PIXEL_SIZE):
+        return float(ds[PIXEL_SIZE[0]]), float(ds[PIXEL_SIZE[1]])
+    return float(ds.flow_x.attrs["pixel_size_m"]), float(ds.flow_y.attrs["pixel_size_m"])
 
 
 def xy_attrs(crs_wkt: str) -> tuple[dict, dict]:
@@ -51,9 +70,9 @@ def cube_conventions(step: xr.Dataset, pair: xr.Dataset) -> xr.Dataset:
     out["band"].attrs = {"long_name": "SAR polarisation"}
     cf = variable_attrs()
     for name in out.data_vars:
-        keep = {k: v for k, v in pair[name].attrs.items() if k not in ("grid_mapping", "_FillValue")}
+        keep = {k: v for k, v in pair[name].attrs.items() if k not in ("grid_mapping", "_FillValue", "pixel_size_m")}
         out[name].attrs = {**keep, **cf.get(name, {})}
-        out[name].encoding = {"grid_mapping": "spatial_ref", "coordinates": "spatial_ref"}
+        out[name].encoding = {"grid_mapping": "spatial_ref", "coordinates": GRID_COORDINATES}
     out["optical_time"].attrs = {"long_name": "Sentinel-2 reference acquisition time (UTC)"}
     out["median_certainty"].attrs = {"long_name": "median certainty over the step's valid pixels", "units": "1"}
     out["confident_fraction"].attrs = {"long_name": "share of valid pixels whose certainty is at least the run's "

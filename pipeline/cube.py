@@ -38,7 +38,7 @@ import zarr
 from model.errors import SomaError
 
 from .config import StorageOptions, is_remote
-from .conventions import cube_conventions
+from .conventions import cube_conventions, pixel_size, pixel_size_coords
 from .store import open_pair
 
 CUBE_BANDS = ("vv", "vh")
@@ -286,6 +286,7 @@ def pair_step(pair_store_url: str, storage: StorageOptions) -> xr.Dataset:
         "checkpoint_sha256": attrs.get("checkpoint_sha256", "")}
     coords = {"time": [_naive(attrs["sar_datetime"])], "band": np.array(CUBE_BANDS, dtype=object), "y": pair.y, "x": pair.x,
               "spatial_ref": pair.spatial_ref,
+              **pixel_size_coords(*pixel_size(pair)),
               **{k: ("time", np.array([v], dtype=object if isinstance(v, str) else None)) for k, v in per_time.items()}}
     data = {"sar_coregistered": (("time", "band", "y", "x"), da.stack(planes)[None])}
     for name in PLANES:

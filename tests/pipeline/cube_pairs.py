@@ -33,7 +33,7 @@ def pair_arrays(seed: int, bands: int, grid: Grid = GRID) -> dict[str, np.ndarra
     h, w = grid.height, grid.width
     valid = np.ones((h, w), bool)
     valid[: 5 + seed % 7] = False
-    certainty = np.where(valid, rng.uniform(0, 1, (h, w)), 0).astype(np.float32)
+    certainty = np.where(valid, rng.uniform(0, 1, (h, w)), np.nan).astype(np.float32)  # the store's NaN: no data
     return {"flow": rng.normal(0, 2, (2, h, w)).astype(np.float32), "certainty": certainty, "valid": valid,
             "sar": rng.normal(-12, 3, (bands, h, w)).astype(np.float32)}
 
