@@ -39,8 +39,10 @@ def pair_arrays(seed: int, bands: int, grid: Grid = GRID) -> dict[str, np.ndarra
 
 
 def write_pair(output: str, pair_id: str, sar_time: str, seed: int, polarisations=("vv", "vh"),
-               storage: StorageOptions = StorageOptions(), grid: Grid = GRID, finish: bool = True) -> str:
-    """A complete (or, without `finish`, incomplete) pair group at `{output}/{pair_id}.zarr`; returns its path."""
+               storage: StorageOptions = StorageOptions(), grid: Grid = GRID, finish: bool = True,
+               arrays: dict[str, np.ndarray] | None = None) -> str:
+    """A complete (or, without `finish`, incomplete) pair group at `{output}/{pair_id}.zarr` holding `arrays`
+    (default: `pair_arrays(seed, ...)`); returns its path."""
     path = f"{output.rstrip('/')}/{pair_id}.zarr"
     tiles = make_tiles(grid.height, grid.width, 512, 64)
     store = PairStore(path, storage)
@@ -48,7 +50,7 @@ def write_pair(output: str, pair_id: str, sar_time: str, seed: int, polarisation
         "pair_id": pair_id, "optical_item": f"S2_{pair_id}", "sar_item": f"S1_{pair_id}",
         "sar_datetime": sar_time, "optical_datetime": "2024-01-01T10:00:00Z",
         "sar_polarisations": list(polarisations), "pipeline_config": {"confident_certainty": 0.5}})
-    a = pair_arrays(seed, len(polarisations), grid)
+    a = arrays if arrays is not None else pair_arrays(seed, len(polarisations), grid)
     for t in tiles:
         rows, cols = t.core.slices
         store.write_tile(t, a["flow"][:, rows, cols], a["certainty"][rows, cols], a["valid"][rows, cols],
