@@ -111,7 +111,7 @@ def _best_sar_pairs(items: list[SceneItem], config: DiscoveryConfig) -> list[Dis
     for opt in _references(items, config):
         if not _in_window(opt, start_t, end_t):
             continue
-        candidates = [c for c in (_candidate(opt, sar, config) for sar in sars) if c is not None]
+        candidates = [(*fit, sar) for sar in sars if (fit := _fit(opt, sar, config)) is not None]
         if not candidates:
             continue
         best = max(c[0] for c in candidates)
@@ -139,8 +139,8 @@ def _stack_pairs(items: list[SceneItem], config: DiscoveryConfig) -> list[Discov
     pairs = []
     for tile in sorted(tiles):
         for sar in sars:
-            candidates = [c for c in (_candidate(opt, sar, config, fixed=config.reference is not None)
-                                      for opt in tiles[tile]) if c is not None]
+            fixed = config.reference is not None
+            candidates = [(*fit, opt) for opt in tiles[tile] if (fit := _fit(opt, sar, config, fixed)) is not None]
             if candidates:
                 overlap, days, opt = min(candidates, key=lambda c: (c[1], -c[0], c[2].id))
                 pairs.append(_pair(opt, sar, overlap, days, STACK))
@@ -158,17 +158,13 @@ def _in_window(item: SceneItem, start: dt.datetime | None, end: dt.datetime | No
     return not ((start and item.datetime < start) or (end and item.datetime >= end))
 
 
-def _candidate(opt: SceneItem, sar: SceneItem, config: DiscoveryConfig,
-               fixed: bool = False) -> tuple[float, float, SceneItem] | None:
-    """(overlap, days apart, the other item) when `sar` may be paired with `opt`; the other item is `sar` for a
-    reference's candidates and `opt` for a Sentinel-1 scene's (stack). `fixed`: no `max_days` limit."""
+def _fit(opt: SceneItem, sar: SceneItem, config: DiscoveryConfig, fixed: bool = False) -> tuple[float, float] | None:
+    """(overlap, days apart) when `sar` may be paired with `opt`, else None; `fixed`: no `max_days` limit."""
     days = abs((sar.datetime - opt.datetime).total_seconds()) / 86400
     if days > config.max_days and not fixed:
         return None
     overlap = opt.footprint.intersection(sar.footprint).area / opt.footprint.area
-    if overlap < config.min_overlap:
-        return None
-    return overlap, days, (opt if config.pairing == STACK else sar)
+    return (overlap, days) if overlap >= config.min_overlap else None
 
 
 def _pair(opt: SceneItem, sar: SceneItem, overlap: float, days: float, mode: str) -> DiscoveredPair:

@@ -60,6 +60,8 @@ STEP_COORDS = ("pair_id", "sar_item", "optical_item", "optical_time", "median_ce
 """Per-time coordinates: which pair each step came from and how good it is."""
 TIME_ENCODING = {"units": "milliseconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian",
                  "dtype": "int64"}
+DEFAULT_REGION = "us-east-1"
+"""Region given to Icechunk's S3 client when the storage names none (custom endpoints ignore it)."""
 COMMIT_LOCK = "soma-commit.lock"
 """Lock file inside a local cube's folder (see `_commit_lock`)."""
 
@@ -116,7 +118,7 @@ def cube_storage(url: str, storage: StorageOptions) -> icechunk.Storage:
                    if storage.key and storage.secret else {"from_env": True})
     return icechunk.s3_storage(bucket=parsed.netloc, prefix=parsed.path.strip("/"), endpoint_url=endpoint,
                                allow_http=bool(endpoint and endpoint.startswith("http://")),
-                               force_path_style=bool(endpoint), region=storage.region or "us-east-1",
+                               force_path_style=bool(endpoint), region=storage.region or DEFAULT_REGION,
                                **credentials)
 
 

@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path

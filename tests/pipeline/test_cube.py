@@ -15,7 +15,6 @@ from pathlib import Path
 import icechunk
 import numpy as np
 import pytest
-import rasterio
 import xarray as xr
 import zarr
 import zarr.storage
