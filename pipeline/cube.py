@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import os
 import random
 import time
 from collections.abc import Callable
@@ -60,6 +61,9 @@ STEP_COORDS = ("pair_id", "sar_item", "optical_item", "optical_time", "median_ce
 """Per-time coordinates: which pair each step came from and how good it is."""
 TIME_ENCODING = {"units": "milliseconds since 1970-01-01T00:00:00", "calendar": "proleptic_gregorian",
                  "dtype": "int64"}
+LOG_ENV = "ICECHUNK_LOG"
+LOCAL_LOG_FILTER = "warn,icechunk::storage::object_store=error"
+"""Icechunk's log filter for local cubes, unless ICECHUNK_LOG sets one."""
 DEFAULT_REGION = "us-east-1"
 """Region given to Icechunk's S3 client when the storage names none (custom endpoints ignore it)."""
 COMMIT_LOCK = "soma-commit.lock"
@@ -109,6 +113,8 @@ def cube_storage(url: str, storage: StorageOptions) -> icechunk.Storage:
     """Icechunk storage for a local folder or an s3:// prefix (`storage`'s endpoint and credentials; the usual
     AWS_* environment variables when it gives none)."""
     if not is_remote(url):
+        if LOG_ENV not in os.environ:  # its warning that local commits are unsafe: `_commit_lock` makes them safe
+            icechunk.set_logs_filter(LOCAL_LOG_FILTER)
         return icechunk.local_filesystem_storage(str(Path(url.removeprefix("file://")).absolute()))
     parsed = urlparse(url)
     if parsed.scheme != "s3":
