@@ -154,6 +154,23 @@ def test_two_processes_appending_at_once_both_land_in_time_order(where):
     _assert_steps_equal_groups(open_cube(cube, storage), ["p1", "p2", "p3"])
 
 
+def test_two_processes_appending_the_same_pair_at_once_leave_one_step(tmp_path):
+    """Two overlapping runs finishing the same pair: the loser's redo finds the pair there and commits nothing."""
+    storage, env = StorageOptions(endpoint_url=None), dict(os.environ)
+    pairs, cube = _pairs(str(tmp_path), storage, ("p1", "p2")), str(tmp_path / "cube.zarr")
+    append_pair(cube, pairs["p1"], storage)
+    a, b = str(tmp_path / "barrier-a"), str(tmp_path / "barrier-b")
+    procs = [_worker(cube, pairs["p2"], env, "--barrier", a, b), _worker(cube, pairs["p2"], env, "--barrier", b, a)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=CHILD_READY_S)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    assert sorted((o["appended"], o["attempts"]) for o in outs) == [(False, 2), (True, 1)]
+    _assert_steps_equal_groups(open_cube(cube, storage), ["p1", "p2"])
+    assert len(list(open_repository(cube, storage).ancestry(branch="main"))) == 3
+
+
 def test_a_writer_killed_mid_append_leaves_whole_steps_and_a_rerun_completes(where):
     """A writer inserting an earlier acquisition (every later step moved up in its session) is SIGKILLed with
     everything written but not committed: readers see the two earlier steps, whole and in place; a rerun lands."""
