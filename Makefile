@@ -20,7 +20,7 @@ install: $(STAMP)
 # The bundled sample archive (data/sample/archive) through the Prefect flow; ends with recovered vs injected.
 run: $(STAMP)
 	$(BIN)/soma demo
-	$(BIN)/soma run --output runs/archive --actors 2
+	$(BIN)/soma run --output runs/archive --actors 2 --pairing stack
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -308,6 +308,9 @@ def _recovery_report(output: str, rows: list[dict], truth: Path, endpoint_url: s
 
 
 ARCHIVE_HELP = "STAC archive: local folder or s3:// prefix (default: the bundled sample archive)"
+PAIRING_HELP = ("best_sar: each S2 scene with its best S1 scene; stack: every S1 acquisition over an S2 tile once, "
+                f"against the tile's reference (for cubes) {DISCOVERY_DEFAULT}")
+REFERENCE_HELP = "stack pairing: the S2 item id every S1 scene over its tile is registered against"
 
 
 @app.command("run")
@@ -320,6 +323,10 @@ def run_archive(
     max_days: float = typer.Option(None, help=f"largest S1/S2 acquisition gap, days {DISCOVERY_DEFAULT}"),
     min_overlap: float = typer.Option(None, help="smallest share of the S2 footprint the S1 scene must cover "
                                                  f"{DISCOVERY_DEFAULT}"),
+    pairing: str = typer.Option(None, help=PAIRING_HELP),
+    reference: str = typer.Option(None, help=REFERENCE_HELP),
+    cubes: bool = typer.Option(True, "--cubes/--no-cubes", help="append each complete pair to its tile's cube "
+                                                                "(OUTPUT/cubes/TILE.zarr)"),
     actors: int = typer.Option(None, help=f"Ray actors, each holding one model {CONFIG_DEFAULT}"),
     pairs_in_flight: int = typer.Option(None, help="pairs registered at once on the shared actor pool "
                                                    "(default: one per actor)"),
@@ -333,9 +340,10 @@ def run_archive(
     from flows.coregister import DEFAULT_ARCHIVE, coregister_archive
     from flows.injected import SAMPLE_SIDECAR
 
-    discovery = _discovery_config(start=start, end=end, bbox=_bbox(bbox), max_days=max_days, min_overlap=min_overlap)
+    discovery = _discovery_config(start=start, end=end, bbox=_bbox(bbox), max_days=max_days, min_overlap=min_overlap,
+                                  pairing=pairing, reference=reference)
     config = _pipeline_config(endpoint_url, actors=actors, pairs_in_flight=pairs_in_flight, checkpoint=checkpoint)
-    summary = coregister_archive(archive or DEFAULT_ARCHIVE, output, discovery, config)
+    summary = coregister_archive(archive or DEFAULT_ARCHIVE, output, discovery, config, cubes=cubes)
     _echo_summary(summary)
     truth = truth or (SAMPLE_SIDECAR if archive is None else None)
     if truth is not None and summary["rows"]:
@@ -352,6 +360,8 @@ def backfill(
     chunk_days: float = typer.Option(30, help="days per chunk; each finished chunk is remembered"),
     bbox: str = typer.Option(None, help="west,south,east,north in degrees"),
     max_days: float = typer.Option(None, help=f"largest S1/S2 acquisition gap, days {DISCOVERY_DEFAULT}"),
+    pairing: str = typer.Option(None, help=PAIRING_HELP),
+    reference: str = typer.Option(None, help=REFERENCE_HELP),
     actors: int = typer.Option(None, help=f"Ray actors, each holding one model {CONFIG_DEFAULT}"),
     pairs_in_flight: int = typer.Option(None, help="pairs registered at once on the shared actor pool "
                                                    "(default: one per actor)"),
@@ -363,7 +373,8 @@ def backfill(
     from flows.coregister import backfill as run
 
     summary = run(archive or DEFAULT_ARCHIVE, output, start, end, chunk_days,
-                  _discovery_config(bbox=_bbox(bbox), max_days=max_days), _pipeline_config(endpoint_url, actors=actors,
+                  _discovery_config(bbox=_bbox(bbox), max_days=max_days, pairing=pairing, reference=reference),
+                  _pipeline_config(endpoint_url, actors=actors,
                                                                                   pairs_in_flight=pairs_in_flight))
     typer.echo(f"{summary['chunks']} chunk(s), {summary['chunks_skipped']} finished before")
     _echo_summary(summary)
@@ -373,9 +384,69 @@ def _echo_summary(summary: dict) -> None:
     typer.echo(_archive_table(summary["rows"]))
     typer.echo(f"{summary['pairs']} pair(s): {summary['registered']} registered, {summary['skipped']} already "
                f"complete, {summary['failed']} failed")
-    typer.echo(f"outputs: {summary['output']} (per pair: PAIR.zarr, PAIR.quicklook.png, PAIR.json STAC Item)")
+    typer.echo(f"outputs: {summary['output']} (per pair: PAIR.zarr, PAIR.quicklook.png, PAIR.json STAC Item; "
+               "per tile: cubes/TILE.zarr, see `soma cube list`)")
     for p in summary.get("problems", []):
         typer.echo(f"skipped item {p['href']}: {p['problem']}")
+
+
+cube_app = typer.Typer(cls=SomaCommands, no_args_is_help=True, help="Change-detection cubes: one per tile, "
+                       "every co-registered S1 acquisition of it as a time step (OUTPUT/cubes/TILE.zarr).")
+app.add_typer(cube_app, name="cube")
+ENDPOINT_HELP = "S3 endpoint (MinIO, Ceph, SeaweedFS)"
+
+
+@cube_app.command("list")
+def cube_list(output: str = typer.Argument(..., help="a run's output folder or s3:// prefix"),
+              tile: str = typer.Argument(None, help="one tile: list its time steps with their quality"),
+              endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help=ENDPOINT_HELP)) -> None:
+    """The cubes of OUTPUT (tile, time steps, first and last time), or one TILE's time steps and quality."""
+    from pipeline import StorageOptions
+    from pipeline.cube import cube_path, cube_steps, list_cubes, open_cube
+
+    storage = StorageOptions(endpoint_url=endpoint_url)
+    if tile is not None:
+        typer.echo(_steps_table(cube_steps(open_cube(cube_path(output, tile), storage))))
+        return
+    tiles = list_cubes(output, storage)
+    if not tiles:
+        typer.echo(f"no cubes under {output.rstrip('/')}/cubes")
+        return
+    w = max(len(t) for t in tiles)
+    typer.echo(f"{'tile':<{w}} {'steps':>5}  first                last")
+    for t in tiles:
+        steps = cube_steps(open_cube(cube_path(output, t), storage))
+        typer.echo(f"{t:<{w}} {len(steps):>5}  {steps[0]['time']:<20} {steps[-1]['time']}" if steps else f"{t:<{w}} 0")
+
+
+@cube_app.command("show")
+def cube_show(output: str = typer.Argument(..., help="a run's output folder or s3:// prefix"),
+              tile: str = typer.Argument(..., help="the tile whose cube to describe"),
+              endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help=ENDPOINT_HELP)) -> None:
+    """One cube: its grid, variables and chunks, time steps with quality, and its commits."""
+    from pipeline import StorageOptions
+    from pipeline.cube import cube_history, cube_path, cube_steps, open_cube
+
+    storage = StorageOptions(endpoint_url=endpoint_url)
+    url = cube_path(output, tile)
+    ds = open_cube(url, storage)
+    typer.echo(f"cube {url}")
+    typer.echo(f"grid: {ds.sizes['y']} x {ds.sizes['x']} px, {ds.rio.crs}, transform {tuple(ds.rio.transform())[:6]}")
+    typer.echo(f"bands: {', '.join(map(str, ds.band.values))}")
+    for name, var in ds.data_vars.items():
+        typer.echo(f"  {name:<17} {str(var.dims):<30} {str(var.dtype):<8} chunks {var.encoding.get('chunks')}")
+    typer.echo(_steps_table(cube_steps(ds)))
+    typer.echo("commits (newest first):")
+    for commit in cube_history(url, storage):
+        typer.echo(f"  {commit['snapshot']}  {commit['written']}  {commit['message']}")
+
+
+def _steps_table(steps: list[dict]) -> str:
+    w = max([len(s["pair_id"]) for s in steps] + [4])
+    lines = [f"{'step':>4}  {'time':<19}  {'pair':<{w}}  {'median certainty':>16}  {'confident':>9}"]
+    lines += [f"{s['index']:>4}  {s['time']:<19}  {s['pair_id']:<{w}}  {s['median_certainty']:>16.3f}  "
+              f"{s['confident_fraction']:>9.3f}" for s in steps]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,6 +28,8 @@ OPTICAL_BANDS = ("red", "green", "blue", "nir")
 REQUIRED_OPTICAL = ("red", "green", "blue")
 SAR_BANDS = ("vv", "vh")
 """Asset keys stacked, in this order, as the SAR; at least one is required."""
+DATE_TOKEN = re.compile(r"^\d{8}(T\d{6})?$")
+"""An id part that is an acquisition date (20201104, 20201104T183541): left out of a tile key."""
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 """Item ids become output names: letters, digits, dot, dash and underscore only (no path separators)."""
 
@@ -51,6 +53,8 @@ class SceneItem:
     nodata: float | None
     """Nodata of the band assets (`raster:bands`); None when undeclared or NaN (NaN always counts as missing)."""
     href: str
+    tile: str = ""
+    """The reference grid a Sentinel-2 item is on (`tile_key`): its cube's name."""
 
     @property
     def is_optical(self) -> bool:
@@ -110,6 +114,20 @@ def _nodata(asset: pystac.Asset) -> float | None:
     return None if math.isnan(float(value)) else float(value)
 
 
+def tile_key(item: pystac.Item) -> str:
+    """The name of the grid a Sentinel-2 Item is on: its MGRS tile from `grid:code` (`MGRS-33UUP` -> `33UUP`),
+    `mgrs:*` or `s2:mgrs_tile`; else its id without its date parts (`S2_20201104_T11SMT_139-140` ->
+    `S2_T11SMT_139-140`), so acquisitions of one grid share a key. A cube still refuses a pair on another grid."""
+    p = item.properties
+    if isinstance(p.get("grid:code"), str) and p["grid:code"].startswith("MGRS-"):
+        return p["grid:code"].removeprefix("MGRS-")
+    if all(k in p for k in ("mgrs:utm_zone", "mgrs:latitude_band", "mgrs:grid_square")):
+        return f"{p['mgrs:utm_zone']:02d}{p['mgrs:latitude_band']}{p['mgrs:grid_square']}"
+    if isinstance(p.get("s2:mgrs_tile"), str):
+        return p["s2:mgrs_tile"]
+    return "_".join(part for part in item.id.split("_") if not DATE_TOKEN.match(part))
+
+
 def scene_item(item: pystac.Item) -> SceneItem:
     """The `SceneItem` of a pystac Item; `ValueError` saying what is missing or malformed."""
     if not SAFE_ID.match(item.id or ""):
@@ -135,7 +153,8 @@ def scene_item(item: pystac.Item) -> SceneItem:
         raise ValueError(f"missing band asset(s) {missing or list(wanted)} (has {sorted(item.assets)})")
     hrefs = {k: a.get_absolute_href() or a.href for k, a in assets.items()}
     return SceneItem(item.id, collection, when.astimezone(dt.timezone.utc), footprint, hrefs,
-                     _nodata(next(iter(assets.values()))), item.get_self_href() or "")
+                     _nodata(next(iter(assets.values()))), item.get_self_href() or "",
+                     tile_key(item) if collection in OPTICAL_COLLECTIONS else "")
 
 
 def _check_times(data: dict) -> None:

@@ -15,10 +15,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
 from pipeline import PairResult, PipelineConfig, StorageOptions, TilePool, register_pair
+from pipeline.cube import AppendResult, append_pair, cube_path
 
 from .archive import ItemProblem, filesystem, read_archive
 from .discovery import DiscoveredPair, DiscoveryConfig, match_pairs, utc
-from .products import PairRow, item_href, pair_row, write_product_item
+from .products import PairRow, item_href, pair_row, write_product_collection, write_product_item
 
 DEFAULT_ARCHIVE = str(Path(__file__).resolve().parents[1] / "data" / "sample" / "archive")
 """The embedded default: the bundled sample archive."""
@@ -115,6 +116,21 @@ def publish(pair: DiscoveredPair, result: PairResult, output: str, storage: Stor
     return row
 
 
+@task(retries=STORAGE_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE, task_run_name="cube-{pair.pair_id}")
+def append_to_cube(pair: DiscoveredPair, result: PairResult, output: str, storage: StorageOptions) -> AppendResult:
+    """The pair's complete group as one time step of its tile's cube, `{output}/cubes/{tile}.zarr` (one
+    transaction; a pair already there changes nothing)."""
+    return append_pair(cube_path(output, pair.tile), result.store, storage)
+
+
+@task(retries=STORAGE_RETRIES, retry_delay_seconds=exponential_backoff(BACKOFF_FACTOR_S),
+      retry_condition_fn=_retry_transient, cache_policy=NO_CACHE)
+def publish_collection(output: str, storage: StorageOptions) -> str:
+    """The products' STAC Collection, `{output}/collection.json`, over every product Item there."""
+    return write_product_collection(output, storage)
+
+
 def _publish_table(summary: ArchiveSummary) -> None:
     rows = [r.as_dict() for r in summary.rows]
     n = _tally([r.outcome for r in summary.rows])
@@ -127,10 +143,11 @@ def _publish_table(summary: ArchiveSummary) -> None:
 @flow(name="coregister-archive", log_prints=True)
 def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUTPUT,
                        discovery: DiscoveryConfig | None = None, config: PipelineConfig | None = None,
-                       lookback_days: float | None = None) -> dict:
+                       lookback_days: float | None = None, cubes: bool = True) -> dict:
     """Discover the archive's S1/S2 pairs (`discovery`, default `DiscoveryConfig()`), skip complete ones,
     register the rest (`config`, default `PipelineConfig()`, whose `storage` also reads the archive), write a
-    STAC Item per product and a quality table artifact; returns the summary (`ArchiveSummary`).
+    STAC Item per product and a quality table artifact; returns the summary (`ArchiveSummary`). With `cubes`,
+    each complete pair is then appended to its tile's change-detection cube (`pipeline.cube`).
 
     `lookback_days` (scheduled runs): when `discovery.start` is not given, start that many days before now.
     """
@@ -156,16 +173,20 @@ def coregister_archive(archive: str = DEFAULT_ARCHIVE, output: str = DEFAULT_OUT
                 running[register.submit(pair, output, config, pool)] = i
             finished = next(as_completed(list(running)))
             i = running.pop(finished)
-            rows[i] = _finish(pairs[i], finished, output, storage, logger, f"[{len(rows) + 1}/{len(pairs)}]")
+            rows[i] = _finish(pairs[i], finished, output, storage, logger, f"[{len(rows) + 1}/{len(pairs)}]",
+                              cubes)
     summary.rows = [rows[i] for i in range(len(pairs))]
+    if any(r.outcome != "failed" for r in summary.rows):
+        publish_collection(output, storage)
     summary.seconds = time.perf_counter() - started
     _publish_table(summary)
     return summary.as_dict()
 
 
 def _finish(pair: DiscoveredPair, registered: PrefectFuture, output: str, storage: StorageOptions,
-            logger, step: str) -> PairRow:  # noqa: ANN001 - Prefect's logger
-    """The table row of a pair whose registration finished: published, or failed with its error."""
+            logger, step: str, cubes: bool) -> PairRow:  # noqa: ANN001 - Prefect's logger
+    """The table row of a pair whose registration finished: published (and appended to its cube), or failed
+    with its error."""
     registered.wait()  # takes the final state from the finished thread (`.state` may ask the API, which lags)
     state = registered.state
     if state.is_failed():
@@ -174,7 +195,19 @@ def _finish(pair: DiscoveredPair, registered: PrefectFuture, output: str, storag
     logger.info("%s %s: %s", step, pair.pair_id, "already complete" if result.already_complete
                 else f"wrote {result.written_tiles} tile(s) in {result.seconds:.1f} s")
     state = publish(pair, result, output, storage, return_state=True)
-    return _failed_row(pair, state, logger) if state.is_failed() else state.result()
+    if state.is_failed():
+        return _failed_row(pair, state, logger)
+    row = state.result()
+    if not cubes:
+        return row
+    appended = append_to_cube(pair, result, output, storage, return_state=True)
+    if appended.is_failed():
+        failed = _failed_row(pair, appended, logger)
+        return replace(row, outcome="failed", error=f"cube: {failed.error}")
+    cube = appended.result()
+    logger.info("%s %s: %s time step %d of %d in %s", step, pair.pair_id, "appended as" if cube.appended
+                else "already", cube.index, cube.time_steps, cube.cube)
+    return replace(row, cube=cube.cube, time_step=cube.index)
 
 
 def _failed_row(pair: DiscoveredPair, state, logger) -> PairRow:  # noqa: ANN001 - a Prefect State and logger

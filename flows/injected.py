@@ -14,6 +14,7 @@ import numpy as np
 
 from model.synthetic_warp import shifted_file_flow, smooth_field
 from pipeline import StorageOptions
+from pipeline.conventions import pixel_size
 from pipeline.store import open_pair
 
 SAMPLE_SIDECAR = Path(__file__).resolve().parents[1] / "data" / "sample" / "archive-injected.json"
@@ -51,7 +52,7 @@ def recovery(store: str, sar_item: str, sidecar: str | Path = SAMPLE_SIDECAR,
     flow = np.stack([ds.flow_x.values, ds.flow_y.values])
     valid = ds.valid.values & np.isfinite(flow).all(axis=0)
     confident = valid & (ds.certainty.values >= ds.attrs["pipeline_config"]["confident_certainty"])
-    truth = injected_flow(entry, valid.shape, (ds.flow_x.attrs["pixel_size_m"], ds.flow_y.attrs["pixel_size_m"]))
+    truth = injected_flow(entry, valid.shape, pixel_size(ds))
     error = np.hypot(*(flow - truth))
 
     def median(mask: np.ndarray) -> float:

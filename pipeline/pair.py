@@ -82,6 +82,8 @@ def _register(pair: ScenePair, config: PipelineConfig, optical: OpticalReader, s
     tiles = make_tiles(grid.height, grid.width, config.tile_size, config.overlap)
     store.create(Layout(grid, config.tile_size, config.overlap, sar.bands, len(tiles)), {
         "pair_id": pair.pair_id, "optical_item": pair.optical_item or "", "sar_item": pair.sar_item or "",
+        "optical_datetime": pair.optical_datetime or "", "sar_datetime": pair.sar_datetime or "",
+        "sar_polarisations": list(pair.sar_polarisations or ()),
         "optical_hrefs": list(pair.optical), "sar_hrefs": list(pair.sar), "code_version": _version(),
         "started": dt.datetime.now(dt.timezone.utc).isoformat(), "pipeline_config": _config_attrs(config)})
     needs = contributors(tiles)

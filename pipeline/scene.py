@@ -23,6 +23,12 @@ class ScenePair:
     """SAR nodata value when the files do not declare one (NaN always counts as missing)."""
     optical_nodata: float | None = None
     """Optical nodata when the files do not declare one; integer rasters default to 0 (Sentinel-2 L2A)."""
+    optical_datetime: str | None = None
+    """Acquisition time of the optical scene, ISO 8601 UTC, when known (recorded in the group's attrs)."""
+    sar_datetime: str | None = None
+    """Acquisition time of the SAR scene, ISO 8601 UTC, when known (a cube's time axis; needed to append)."""
+    sar_polarisations: tuple[str, ...] | None = None
+    """Polarisation of each SAR raster, in order (`vv`, `vh`), when known; else read from the file names."""
 
     def __post_init__(self) -> None:
         if isinstance(self.optical, str) or isinstance(self.sar, str):

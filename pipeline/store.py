@@ -19,6 +19,7 @@ import zarr.storage
 from model.errors import SomaError
 
 from .config import StorageOptions, is_remote
+from .conventions import CONVENTIONS, GRID_COORDINATES, pixel_size_coords, variable_attrs, xy_attrs
 from .quality import TileRecord, TileStatus
 from .rasters import Grid
 from .tiling import Tile
@@ -147,18 +148,16 @@ class PairStore:
         px, py = g.pixel_size
         n = layout.tiles
         per_tile = lambda dtype, *extra: da.zeros((n, *extra), dtype=dtype, chunks=(1, *extra))  # noqa: E731
+        cf = variable_attrs()
         ds = xr.Dataset(
             {
-                "flow_x": (("y", "x"), plane("float32"), {"units": "pixel", "pixel_size_m": px,
-                                                          "long_name": "flow along x: sar(p + flow) belongs at p"}),
-                "flow_y": (("y", "x"), plane("float32"), {"units": "pixel", "pixel_size_m": py,
-                                                          "long_name": "flow along y (rows, downwards)"}),
-                "certainty": (("y", "x"), plane("float32"), {"long_name": "P(flow error < 1 px)"}),
-                "valid": (("y", "x"), plane("bool"), {"long_name": "optical and co-registered SAR have data"}),
+                "flow_x": (("y", "x"), plane("float32"), cf["flow_x"]),
+                "flow_y": (("y", "x"), plane("float32"), cf["flow_y"]),
+                "certainty": (("y", "x"), plane("float32"), cf["certainty"]),
+                "valid": (("y", "x"), plane("bool"), cf["valid"]),
                 "sar_coregistered": (("band", "y", "x"),
                                      da.zeros((layout.sar_bands, g.height, g.width), dtype="float32",
-                                              chunks=(1, c, c)),
-                                     {"long_name": "SAR resampled onto the optical grid and corrected by the flow"}),
+                                              chunks=(1, c, c)), cf["sar_coregistered"]),
                 "tile_window": (("tile", "box"), per_tile("int32", 4), {"long_name": "row, col, height, width"}),
                 "tile_core": (("tile", "box"), per_tile("int32", 4), {"long_name": "the tile's chunk"}),
                 "tile_status": (("tile",), per_tile("int8"), {
@@ -169,22 +168,27 @@ class PairStore:
                                 {"long_name": "window px -> SAR px"}),
                 **{f"tile_{k}": (("tile",), per_tile("float32")) for k in SCALAR_COLUMNS},
             },
-            coords={"y": y, "x": x, "band": np.arange(1, layout.sar_bands + 1), "tile": np.arange(n)},
+            coords={"y": y, "x": x, "band": np.arange(1, layout.sar_bands + 1), "tile": np.arange(n),
+                    **pixel_size_coords(px, py)},
         )
         ds = ds.rio.write_crs(g.crs).rio.write_transform(g.transform)
+        x_attrs, y_attrs = xy_attrs(ds.spatial_ref.attrs["crs_wkt"])
+        ds["x"].attrs, ds["y"].attrs = x_attrs, y_attrs
+        ds.attrs["Conventions"] = CONVENTIONS
         ds["tile_error"].encoding["chunks"] = (1,)
         for name in ("flow_x", "flow_y", "certainty", "valid", "sar_coregistered"):
-            ds[name].encoding["coordinates"] = "spatial_ref"  # so xr.open_zarr keeps it a coordinate
+            ds[name].encoding["coordinates"] = GRID_COORDINATES  # so xr.open_zarr keeps them coordinates
         return ds
 
     def write_tile(self, tile: Tile, flow: np.ndarray, certainty: np.ndarray, valid: np.ndarray,
                    sar: np.ndarray, record: TileRecord) -> None:
-        """The tile's chunk region, then its table row, `valid` and the status last (the status marks the tile
+        """The tile's chunk region (certainty NaN where not valid), then its table row, `valid` and the status last (the status marks the tile
         written; `valid` just before it, so a writer killed midway leaves no valid pixel without a status).
 
         Straight into the template's arrays (whole chunks, so each is one atomic object): xarray's region
         writes re-read and re-validate the group on every call."""
         arrays, (rows, cols) = self._arrays(), tile.core.slices
+        certainty = np.where(valid, certainty, np.float32(np.nan))  # no data: NaN, never a certainty of 0
         for name, data in (("flow_x", flow[0]), ("flow_y", flow[1]), ("certainty", certainty)):
             arrays[name][rows, cols] = data
         arrays["sar_coregistered"][:, rows, cols] = sar

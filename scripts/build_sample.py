@@ -102,15 +102,19 @@ class ArchiveScene:
     shift_m: tuple[float, float]
     """Geotransform shift written into the SAR file: metres east, north."""
     field_amplitude_px: float
+    repeats: tuple[tuple[str, tuple[float, float]], ...] = ()
+    """Made-up later Sentinel-1 acquisitions of the scene, (time, shift_m): the same real SAR scene moved by its
+    own smooth field and geotransform shift, so a cube of the scene has more than one time step. Not real
+    acquisitions: the shared data holds one Sentinel-1 acquisition per scene (data/sample/README.md)."""
 
 
 ARCHIVE_SCENES = (
     ArchiveScene("T11SMT_139-140", ("139", "140"), "volkov", "2020-11-04T18:35:41Z", "2020-11-07T13:52:41Z",
-                 (23.0, 17.0), 1.5),
+                 (23.0, 17.0), 1.5, repeats=(("2020-11-13T13:51:58Z", (-14.0, -21.0)),)),
     ArchiveScene("T11SMT_155-156", ("155", "156"), "volkov", "2020-11-04T18:35:41Z", "2020-11-07T13:52:41Z",
                  (-31.0, 12.0), 1.5),
     ArchiveScene("33UUP_87_48", ("33UUP_87_48",), "bigearthnet", "2017-06-13T10:10:31Z", "2017-06-15T16:58:12Z",
-                 (15.0, -25.0), 1.0),
+                 (15.0, -25.0), 1.0, repeats=(("2017-06-21T16:50:05Z", (-18.0, 22.0)),)),
     ArchiveScene("29SND_56_35", ("29SND_56_35",), "bigearthnet", "2017-08-07T11:21:11Z", "2017-08-10T18:36:40Z",
                  (-20.0, 20.0), 1.0),
 )
@@ -121,6 +125,8 @@ FIELD_GRID_SIZE = 3
 VOLKOV_SCENE_WIDTH = 1024
 """Keeps the archive small (the repo's sample stays under 30 MB) while every scene still spans a seam."""
 ARCHIVE_SEED = 2026
+REPEAT_SEED = 2027
+"""The made-up repeats draw their fields from their own generator, so the other scenes stay as they were."""
 SAR_NODATA_UINT8 = 0
 """Volkov SAR is uint8; the moved scene keeps uint8 with 0 as nodata (real 0s are raised to 1)."""
 OPTICAL_ASSETS = {"volkov": ("red", "green", "blue"), "bigearthnet": ("red", "green", "blue", "nir")}
@@ -194,6 +200,21 @@ def _item(item_id: str, collection: str, when: str, profile: dict, platform: str
     return item
 
 
+def _add_assets(item: pystac.Item, names: tuple[str, ...], data: np.ndarray, profile: dict, nodata: float | None,
+                scale: float | None, unit: str | None, files: dict) -> None:
+    """One COG asset per band of `data` (`raster:bands` with its type, nodata, scale and unit), the band kept in
+    `files` to be written beside the Item."""
+    for band, name in enumerate(names):
+        bands = {"data_type": str(data.dtype), "nodata": "nan" if nodata != nodata else nodata}
+        if scale:
+            bands |= {"scale": scale, "offset": 0.0}
+        if unit:
+            bands |= {"unit": unit}
+        item.add_asset(name, pystac.Asset(f"./{name}.tif", media_type=pystac.MediaType.COG, roles=["data"],
+                                          extra_fields={"raster:bands": [bands]}))
+        files[(item.id, name)] = (data[band], profile, nodata)
+
+
 def build_archive(data_root: Path, out: Path, sidecar: Path) -> list[Path]:
     """A static STAC catalog of `ARCHIVE_SCENES` as public Sentinel archives lay them out (one COG per band,
     collections `sentinel-2-l2a` and `sentinel-1-grd`), each SAR scene misregistered by a known geotransform
@@ -201,7 +222,7 @@ def build_archive(data_root: Path, out: Path, sidecar: Path) -> list[Path]:
     if out.exists():
         shutil.rmtree(out)
     rows = list(csv.DictReader(open(data_root / "s1s2_volkov" / "offsets.csv", newline="")))
-    rng = np.random.default_rng(ARCHIVE_SEED)
+    rng, repeat_rng = np.random.default_rng(ARCHIVE_SEED), np.random.default_rng(REPEAT_SEED)
     catalog = pystac.Catalog("soma-sample-archive", "Real Sentinel-1/2 scene pairs for the SOMA demo: "
                              "Contains modified Copernicus Sentinel data 2020; BigEarthNet (CDLA-Permissive-1.0).")
     collections = {c: pystac.Collection(c, f"Sample {c} scenes", pystac.Extent(
@@ -219,34 +240,33 @@ def build_archive(data_root: Path, out: Path, sidecar: Path) -> list[Path]:
             with rasterio.open(f"{base}_opt.tif") as o, rasterio.open(f"{base}_sar.tif") as s:
                 optical, sar, profile = o.read(), s.read().astype(np.float32), o.profile
             opt_nodata, sar_dtype, sar_nodata = 0, "float32", float("nan")
-        grid = random_field_grid(rng, scene.field_amplitude_px, FIELD_GRID_SIZE)
-        moved = move_sar(sar, Misregistration(np.array([[1.0, 0, 0], [0, 1.0, 0]]), smooth_field(grid, sar.shape[-2:])))
-        if sar_dtype == "uint8":
-            moved = np.where(np.isfinite(moved), np.clip(np.rint(moved), 1, 255), SAR_NODATA_UINT8).astype(np.uint8)
-        sar_profile = profile | {"transform": Affine.translation(*scene.shift_m) @ profile["transform"]}
         s2_id = f"S2_{scene.optical_time[:10].replace('-', '')}_{scene.name}"
-        s1_id = f"S1_{scene.sar_time[:10].replace('-', '')}_{scene.name}"
         s2 = _item(s2_id, "sentinel-2-l2a", scene.optical_time, profile, "sentinel-2a")
-        s1 = _item(s1_id, "sentinel-1-grd", scene.sar_time, sar_profile, "sentinel-1a")
-        for item, names, data, prof, nodata, scale in (
-                (s2, OPTICAL_ASSETS[scene.source], optical, profile, opt_nodata,
-                 REFLECTANCE_SCALE if scene.source == "bigearthnet" else None),
-                (s1, SAR_ASSETS[scene.source], moved, sar_profile, sar_nodata, None)):
-            for band, name in enumerate(names):
-                bands = {"data_type": str(data.dtype), "nodata": "nan" if nodata != nodata else nodata}
-                if scale:
-                    bands |= {"scale": scale, "offset": 0.0}
-                if item is s1:
-                    bands |= {"unit": "dB" if scene.source == "bigearthnet" else "stretched 0-255 (not physical)"}
-                item.add_asset(name, pystac.Asset(f"./{name}.tif", media_type=pystac.MediaType.COG, roles=["data"],
-                                                  extra_fields={"raster:bands": [bands]}))
-                files[(item.id, name)] = (data[band], prof, nodata)
+        _add_assets(s2, OPTICAL_ASSETS[scene.source], optical, profile, opt_nodata,
+                    REFLECTANCE_SCALE if scene.source == "bigearthnet" else None, None, files)
         collections["sentinel-2-l2a"].add_item(s2)
-        collections["sentinel-1-grd"].add_item(s1)
-        injected[s1_id] = {"optical_item": s2_id, "shift_m": list(scene.shift_m), "field_grid_px": grid.tolist(),
-                           "fragments": list(scene.fragments),
-                           "own_residual_removed_px": {p: list(_agreed_offset(rows, p)) for p in scene.fragments}
-                           if scene.source == "volkov" else {}}
+        acquisitions = [(scene.sar_time, scene.shift_m, rng, None)]
+        acquisitions += [(when, shift, repeat_rng, "made up from the real scene (data/sample/README.md)")
+                         for when, shift in scene.repeats]
+        for when, shift_m, generator, note in acquisitions:
+            grid = random_field_grid(generator, scene.field_amplitude_px, FIELD_GRID_SIZE)
+            moved = move_sar(sar, Misregistration(np.array([[1.0, 0, 0], [0, 1.0, 0]]),
+                                                  smooth_field(grid, sar.shape[-2:])))
+            if sar_dtype == "uint8":
+                moved = np.where(np.isfinite(moved), np.clip(np.rint(moved), 1, 255),
+                                 SAR_NODATA_UINT8).astype(np.uint8)
+            sar_profile = profile | {"transform": Affine.translation(*shift_m) @ profile["transform"]}
+            s1_id = f"S1_{when[:10].replace('-', '')}_{scene.name}"
+            s1 = _item(s1_id, "sentinel-1-grd", when, sar_profile, "sentinel-1a" if note is None else "sentinel-1b")
+            _add_assets(s1, SAR_ASSETS[scene.source], moved, sar_profile, sar_nodata, None,
+                        "dB" if scene.source == "bigearthnet" else "stretched 0-255 (not physical)", files)
+            collections["sentinel-1-grd"].add_item(s1)
+            injected[s1_id] = {"optical_item": s2_id, "shift_m": list(shift_m), "field_grid_px": grid.tolist(),
+                               "fragments": list(scene.fragments),
+                               "own_residual_removed_px": {p: list(_agreed_offset(rows, p)) for p in scene.fragments}
+                               if scene.source == "volkov" else {}}
+            if note is not None:
+                injected[s1_id]["synthetic"] = note
     for c in collections.values():
         c.update_extent_from_items()
     catalog.normalize_hrefs(str(out))

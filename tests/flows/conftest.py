@@ -19,6 +19,8 @@ from tests.conftest import free_port
 BEN_ITEMS = ("sentinel-2-l2a/S2_20170613_33UUP_87_48", "sentinel-1-grd/S1_20170615_33UUP_87_48",
              "sentinel-2-l2a/S2_20170807_29SND_56_35", "sentinel-1-grd/S1_20170810_29SND_56_35")
 """The two BigEarthNet pairs of the sample archive (120², one tile each: quick), two months apart."""
+BEN_REPEAT = "sentinel-1-grd/S1_20170621_33UUP_87_48"
+"""The sample's made-up second Sentinel-1 acquisition of the 33UUP scene (data/sample/README.md)."""
 S3_KEY, S3_SECRET = "soma-test-key", "soma-test-secret"
 SEAWEED_READY_S = 60
 
@@ -40,6 +42,13 @@ def ben_archive(tmp_path) -> Path:
     for item in BEN_ITEMS:
         shutil.copytree(Path(DEFAULT_ARCHIVE) / item, root / item)
     return root
+
+
+@pytest.fixture()
+def ben_stack_archive(ben_archive) -> Path:
+    """`ben_archive` plus the second Sentinel-1 acquisition of its 33UUP scene: a stack of two over one tile."""
+    shutil.copytree(Path(DEFAULT_ARCHIVE) / BEN_REPEAT, ben_archive / BEN_REPEAT)
+    return ben_archive
 
 
 @pytest.fixture(scope="session")

@@ -16,17 +16,61 @@ from pipeline import StorageOptions
 from tests.conftest import MOTO_BUCKET
 
 
-def scene(item_id: str, optical: bool, day: float, footprint=(0, 0, 1, 1)) -> SceneItem:
+def scene(item_id: str, optical: bool, day: float, footprint=(0, 0, 1, 1), tile: str = "") -> SceneItem:
     when = dt.datetime(2021, 3, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=day)
     assets = {"red": "r.tif", "green": "g.tif", "blue": "b.tif"} if optical else {"vv": "vv.tif"}
     return SceneItem(item_id, "sentinel-2-l2a" if optical else "sentinel-1-grd", when, box(*footprint), assets,
-                     0.0 if optical else None, f"{item_id}.json")
+                     0.0 if optical else None, f"{item_id}.json", tile if optical else "")
+
+
+def test_stack_pairing_registers_every_sar_scene_once_against_its_tiles_closest_reference():
+    """Two tiles, two references on tile A: each S1 scene over a tile is paired once per tile, with that tile's
+    reference closest in time within max_days; best_sar pairing on the same items gives one pair per S2 scene."""
+    items = [scene("A1", True, 0, tile="A"), scene("A2", True, 20, tile="A"), scene("B1", True, 1, (5, 5, 6, 6), "B"),
+             scene("s0", False, 2), scene("s1", False, 9), scene("s2", False, 13), scene("s3", False, 19),
+             scene("s4", False, 40), scene("sB", False, 3, (5, 5, 6, 6)), scene("sAB", False, 5, (0, 0, 6, 6))]
+    stack = match_pairs(items, DiscoveryConfig(pairing="stack", min_overlap=0.01))
+    got = [(p.optical.id, p.sar.id) for p in stack]
+    assert got == [("A1", "s0"), ("A1", "sAB"), ("A1", "s1"), ("A2", "s2"), ("A2", "s3"),
+                   ("B1", "sB"), ("B1", "sAB")]  # s4 is 20 days from A2: none within max_days
+    assert {p.mode for p in stack} == {"stack"} and [p.tile for p in stack][-1] == "B"
+    best = match_pairs(items, DiscoveryConfig(min_overlap=0.01))
+    assert [(p.optical.id, p.sar.id, p.mode) for p in best] == [("A1", "s0", "best_sar"), ("B1", "sB", "best_sar"),
+                                                                 ("A2", "s3", "best_sar")]
+
+
+def test_stack_pairing_with_a_fixed_reference_pairs_every_sar_scene_with_it_and_a_window_selects_sar_times():
+    items = [scene("A1", True, 0, tile="A"), scene("A2", True, 20, tile="A"), scene("s1", False, 9),
+             scene("s3", False, 19), scene("s4", False, 40)]
+    fixed = match_pairs(items, DiscoveryConfig(pairing="stack", reference="A1", start="2021-03-05"))
+    assert [(p.optical.id, p.sar.id) for p in fixed] == [("A1", "s1"), ("A1", "s3"), ("A1", "s4")]
+    assert fixed[0].scene.sar_datetime == "2021-03-10T00:00:00+00:00" and fixed[0].scene.sar_polarisations == ("vv",)
+    with pytest.raises(ValueError, match="reference 'nope' is not a Sentinel-2 item"):
+        match_pairs(items, DiscoveryConfig(pairing="stack", reference="nope"))
+    with pytest.raises(ValueError, match="needs pairing='stack'"):
+        DiscoveryConfig(reference="A1")
+    with pytest.raises(ValueError, match="pairing 'dense'"):
+        DiscoveryConfig(pairing="dense")
+
+
+def test_a_tile_key_is_the_mgrs_tile_or_the_id_without_its_dates():
+    import pystac
+
+    from flows.archive import tile_key
+
+    def item(item_id: str, **props) -> pystac.Item:
+        return pystac.Item(item_id, None, None, dt.datetime(2021, 3, 1), props)
+
+    assert tile_key(item("x", **{"grid:code": "MGRS-33UUP"})) == "33UUP"
+    assert tile_key(item("x", **{"mgrs:utm_zone": 9, "mgrs:latitude_band": "S", "mgrs:grid_square": "ND"})) == "09SND"
+    assert tile_key(item("S2_20201104_T11SMT_139-140")) == tile_key(item("S2_20201116_T11SMT_139-140"))
+    assert tile_key(item("S2_20201104T183541_T11SMT_139-140")) == "S2_T11SMT_139-140"
 
 
 def test_the_bundled_catalog_gives_four_pairs_with_local_band_files():
     listing = read_archive(DEFAULT_ARCHIVE)
     assert listing.problems == []
-    assert len(listing.items) == 8
+    assert len(listing.items) == 10  # 4 Sentinel-2 scenes, 6 Sentinel-1 acquisitions (two of them made up)
     pairs = discover_pairs(DEFAULT_ARCHIVE)
     assert len(pairs) == 4
     for p in pairs:
@@ -37,6 +81,12 @@ def test_the_bundled_catalog_gives_four_pairs_with_local_band_files():
     assert [Path(h).stem for h in ben.scene.optical] == ["red", "green", "blue", "nir"]
     assert [Path(h).stem for h in ben.scene.sar] == ["vv", "vh"]
     assert ben.pair_id == "S2_20170613_33UUP_87_48__S1_20170615_33UUP_87_48"
+    stack = discover_pairs(DEFAULT_ARCHIVE, DiscoveryConfig(pairing="stack"))
+    per_tile = {t: [p.sar.id for p in stack if p.tile == t] for t in {p.tile for p in stack}}
+    assert per_tile == {"S2_33UUP_87_48": ["S1_20170615_33UUP_87_48", "S1_20170621_33UUP_87_48"],
+                        "S2_29SND_56_35": ["S1_20170810_29SND_56_35"],
+                        "S2_T11SMT_139-140": ["S1_20201107_T11SMT_139-140", "S1_20201113_T11SMT_139-140"],
+                        "S2_T11SMT_155-156": ["S1_20201107_T11SMT_155-156"]}
 
 
 def test_a_catalog_in_s3_gives_the_same_pairs_with_s3_hrefs(moto_s3):

@@ -55,6 +55,8 @@ def test_soma_run_registers_each_pair_once_and_publishes_items_and_a_table(prefe
         sources = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
         assert len(sources) == 2 and all(s.startswith(str(ben_archive)) for s in sources)
         rec = recovery(str(out / f"{pair_id}.zarr"), pair_id.split("__")[1])
+        # finite only: these 120² pairs are not improved by the shipped model; recovered < injected pair by pair
+        # over the whole sample, with these two as strict expected failures: tests/flows/test_sample_stack.py
         assert rec is not None and 1.0 < rec.injected_rmse_px < 5.0 and np.isfinite(rec.error_median_px)
     finished = {p: xr.open_zarr(out / f"{p}.zarr").attrs["finished"] for p in PAIRS}
 

@@ -71,7 +71,7 @@ def in_process(pair: ScenePair, config: PipelineConfig) -> dict[str, np.ndarray]
                 valid = optical_valid & np.isfinite(warped).all(0) & np.isfinite(flow).all(0)
                 out["flow_x"][rows_cols] = np.where(valid, flow[0], np.nan)
                 out["flow_y"][rows_cols] = np.where(valid, flow[1], np.nan)
-                out["certainty"][rows_cols] = np.where(valid, certainty, 0.0)
+                out["certainty"][rows_cols] = np.where(valid, certainty, np.nan)
                 out["valid"][rows_cols] = valid
                 out["sar_coregistered"][(slice(None), *rows_cols)] = warped
             sar.close()
