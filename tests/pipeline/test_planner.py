@@ -9,7 +9,6 @@ import threading
 
 import numpy as np
 import pytest
-import ray
 import torch
 import xarray as xr
 
@@ -123,15 +122,3 @@ def test_two_pairs_at_once_on_one_shared_pool_equal_one_after_another(reference_
         assert (status != TileStatus.PENDING).all()
     assert not np.array_equal(arrays(results["142"].store)["flow_x"], arrays(results["187"].store)["flow_x"],
                               equal_nan=True)  # two different scenes: nothing crossed between the pairs
-
-
-@pytest.mark.slow
-def test_writers_beside_the_registering_actors_write_the_same_bytes(reference_142, tmp_path):
-    config = dataclasses.replace(FAST, writers=1)
-    with TilePool.start(config) as pool:
-        result = register_pair(PAIR_142, str(tmp_path), config, pool=pool)
-        by_writer, by_registrar = ray.get([pool.writers[0].written.remote(), pool.actors[0].written.remote()])
-    assert (by_writer, by_registrar) == (result.tiles, 0)
-    ref, got = arrays(reference_142.store), arrays(result.store)
-    for v in VARIABLES:
-        np.testing.assert_array_equal(got[v], ref[v], err_msg=v)
