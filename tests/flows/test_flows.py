@@ -55,8 +55,8 @@ def test_soma_run_registers_each_pair_once_and_publishes_items_and_a_table(prefe
         sources = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
         assert len(sources) == 2 and all(s.startswith(str(ben_archive)) for s in sources)
         rec = recovery(str(out / f"{pair_id}.zarr"), pair_id.split("__")[1])
-        # finite only: these 120² pairs are not improved by the shipped model; recovered < injected pair by pair
-        # over the whole sample, with these two as strict expected failures: tests/flows/test_sample_stack.py
+        # finite here: recovered < injected is the strict expected failure below (and passes for the Volkov
+        # pairs: tests/flows/test_sample_stack.py)
         assert rec is not None and 1.0 < rec.injected_rmse_px < 5.0 and np.isfinite(rec.error_median_px)
     finished = {p: xr.open_zarr(out / f"{p}.zarr").attrs["finished"] for p in PAIRS}
 
@@ -97,6 +97,18 @@ def test_pairs_in_flight_share_one_pool_and_write_what_one_after_another_writes(
         one, two = (xr.open_zarr(tmp_path / run / f"{pair_id}.zarr") for run in ("one", "two"))
         for name in ("flow_x", "flow_y", "certainty", "sar_coregistered", "tile_affine", "tile_status"):
             np.testing.assert_array_equal(one[name].values, two[name].values, err_msg=f"{pair_id} {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="120² BigEarthNet scenes, smaller than any training crop: the shipped model "
+                                      "leaves them as they are or makes them worse (docs/flows.md)")
+def test_the_bigearthnet_pairs_end_below_their_injected_error(prefect_api, ray_cluster, ben_archive, tmp_path):
+    out = tmp_path / "out"
+    summary = coregister_archive(str(ben_archive), str(out))
+    assert summary["registered"] == 2, summary
+    for pair_id in PAIRS:
+        rec = recovery(str(out / f"{pair_id}.zarr"), pair_id.split("__")[1])
+        assert rec is not None and rec.error_rmse_px < rec.injected_rmse_px, (pair_id, rec)
 
 
 @pytest.mark.slow
