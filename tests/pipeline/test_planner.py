@@ -1,11 +1,8 @@
 """The driver only plans: the Ray actors read, register, blend, warp, measure and write, and give exactly
-what the same model and pipeline functions give in one process; a pool several pairs share at once gives
-each what it gives alone."""
+what the same model and pipeline functions give in one process (a pool several pairs share at once:
+tests/flows/test_flows.py::test_pairs_in_flight_share_one_pool_and_write_what_one_after_another_writes)."""
 
 from __future__ import annotations
-
-import dataclasses
-import threading
 
 import numpy as np
 import pytest
@@ -14,18 +11,13 @@ import xarray as xr
 
 from model import Registrar
 from model.registrar import warp_numpy
-from pipeline import ScenePair, TileStatus, register_pair
+from pipeline import ScenePair, register_pair
 from pipeline.blend import TileFlow, blend
 from pipeline.config import PipelineConfig
 from pipeline.invariants import violations
-from pipeline.pool import TilePool
 from pipeline.rasters import OpticalReader, SarReader, raster_env
 from pipeline.tiling import contributors, make_tiles
-from tests.conftest import SAMPLE
 from tests.pipeline.conftest import BEN_OPT, BEN_SAR, FAST, PAIR_142, VARIABLES, arrays
-
-PAIR_187 = ScenePair("187", (str(SAMPLE / "s1s2_volkov" / "187_opt.tif"),),
-                     (str(SAMPLE / "s1s2_volkov" / "187_sar.tif"),))
 
 
 def in_process(pair: ScenePair, config: PipelineConfig) -> dict[str, np.ndarray]:
@@ -96,29 +88,3 @@ def test_the_driver_reads_no_window(ray_cluster, tmp_path, monkeypatch):
     result = register_pair(ScenePair("ben", (str(BEN_OPT),), (str(BEN_SAR),)), str(tmp_path), FAST)
     assert result.written_tiles == 1 and result.status_counts.get("failed", 0) == 0
     assert xr.open_zarr(result.store).valid.values.mean() > 0.75
-
-
-@pytest.mark.slow
-def test_two_pairs_at_once_on_one_shared_pool_equal_one_after_another(reference_142, tmp_path):
-    with TilePool.start(dataclasses.replace(FAST, actors=2)) as pool:
-        alone_187 = register_pair(PAIR_187, str(tmp_path / "alone"), FAST, pool=pool)
-        results = {}
-
-        def run(pair: ScenePair) -> None:
-            results[pair.pair_id] = register_pair(pair, str(tmp_path / "together"), FAST, pool=pool)
-
-        threads = [threading.Thread(target=run, args=(p,)) for p in (PAIR_142, PAIR_187)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert sorted(results) == ["142", "187"]
-    for alone, together in ((reference_142, results["142"]), (alone_187, results["187"])):
-        assert together.written_tiles == alone.tiles == 9 and together.status_counts == alone.status_counts
-        ref, got = arrays(alone.store), arrays(together.store)
-        for v in VARIABLES:
-            np.testing.assert_array_equal(got[v], ref[v], err_msg=f"{alone.pair_id} {v}")
-        status = xr.open_zarr(together.store).tile_status.values
-        assert (status != TileStatus.PENDING).all()
-    assert not np.array_equal(arrays(results["142"].store)["flow_x"], arrays(results["187"].store)["flow_x"],
-                              equal_nan=True)  # two different scenes: nothing crossed between the pairs
