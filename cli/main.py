@@ -10,6 +10,8 @@ import typer
 from typer.core import TyperGroup
 
 DEBUG_ENV = "SOMA_DEBUG"
+ENDPOINT_HELP = "S3 endpoint (MinIO, Ceph, SeaweedFS)"
+PAIRS_IN_FLIGHT_HELP = "pairs registered at once on the shared actor pool (default: one per actor)"
 CONFIG_DEFAULT = "[default: PipelineConfig's]"
 DISCOVERY_DEFAULT = "[default: DiscoveryConfig's]"
 """Help text of an option left unset: the one typed config holds the default (never re-stated here)."""
@@ -171,7 +173,7 @@ def register(
     batch_size: int = typer.Option(None, help=f"windows per forward pass {CONFIG_DEFAULT}"),
     checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
     sar_nodata: float = typer.Option(None, help="SAR nodata value when the file declares none"),
-    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
+    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help=ENDPOINT_HELP),
     refinement: bool = typer.Option(None, help="test-time refinement after the network (off: the network alone, "
                                                "about 3x faster, its uncalibrated certainty) [default: on]"),
 ) -> None:
@@ -196,7 +198,7 @@ def register(
 @app.command()
 def check(
     store: str = typer.Argument(..., help="a pair's Zarr group, local or s3://"),
-    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
+    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help=ENDPOINT_HELP),
 ) -> None:
     """Check a pair's group against its invariants (complete only when every tile has a status, tile data and
     table rows agree, failed and no-data tiles hold no valid data); exit 1 if any is broken."""
@@ -328,10 +330,9 @@ def run_archive(
     cubes: bool = typer.Option(True, "--cubes/--no-cubes", help="append each complete pair to its tile's cube "
                                                                 "(OUTPUT/cubes/TILE.zarr)"),
     actors: int = typer.Option(None, help=f"Ray actors, each holding one model {CONFIG_DEFAULT}"),
-    pairs_in_flight: int = typer.Option(None, help="pairs registered at once on the shared actor pool "
-                                                   "(default: one per actor)"),
+    pairs_in_flight: int = typer.Option(None, help=PAIRS_IN_FLIGHT_HELP),
     checkpoint: str = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
-    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
+    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help=ENDPOINT_HELP),
     truth: Path = typer.Option(None, help="sidecar of injected misregistrations: print recovered vs injected "
                                           "(default with the bundled archive: its sidecar)"),
 ) -> None:
@@ -363,9 +364,8 @@ def backfill(
     pairing: str = typer.Option(None, help=PAIRING_HELP),
     reference: str = typer.Option(None, help=REFERENCE_HELP),
     actors: int = typer.Option(None, help=f"Ray actors, each holding one model {CONFIG_DEFAULT}"),
-    pairs_in_flight: int = typer.Option(None, help="pairs registered at once on the shared actor pool "
-                                                   "(default: one per actor)"),
-    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help="S3 endpoint (MinIO, Ceph, SeaweedFS)"),
+    pairs_in_flight: int = typer.Option(None, help=PAIRS_IN_FLIGHT_HELP),
+    endpoint_url: str = typer.Option(None, envvar="AWS_ENDPOINT_URL_S3", help=ENDPOINT_HELP),
 ) -> None:
     """Co-register an archive over a date range in chunks; a rerun skips finished chunks and pairs."""
     _prefect_defaults()
@@ -374,8 +374,7 @@ def backfill(
 
     summary = run(archive or DEFAULT_ARCHIVE, output, start, end, chunk_days,
                   _discovery_config(bbox=_bbox(bbox), max_days=max_days, pairing=pairing, reference=reference),
-                  _pipeline_config(endpoint_url, actors=actors,
-                                                                                  pairs_in_flight=pairs_in_flight))
+                  _pipeline_config(endpoint_url, actors=actors, pairs_in_flight=pairs_in_flight))
     typer.echo(f"{summary['chunks']} chunk(s), {summary['chunks_skipped']} finished before")
     _echo_summary(summary)
 
@@ -393,7 +392,6 @@ def _echo_summary(summary: dict) -> None:
 cube_app = typer.Typer(cls=SomaCommands, no_args_is_help=True, help="Change-detection cubes: one per tile, "
                        "every co-registered S1 acquisition of it as a time step (OUTPUT/cubes/TILE.zarr).")
 app.add_typer(cube_app, name="cube")
-ENDPOINT_HELP = "S3 endpoint (MinIO, Ceph, SeaweedFS)"
 
 
 @cube_app.command("list")

@@ -136,10 +136,9 @@ def _stack_pairs(items: list[SceneItem], config: DiscoveryConfig) -> list[Discov
         tiles.setdefault(opt.tile or opt.id, []).append(opt)
     sars = sorted((i for i in items if not i.is_optical and _in_window(i, start_t, end_t)),
                   key=lambda i: (i.datetime, i.id))
-    pairs = []
+    pairs, fixed = [], config.reference is not None
     for tile in sorted(tiles):
         for sar in sars:
-            fixed = config.reference is not None
             candidates = [(*fit, opt) for opt in tiles[tile] if (fit := _fit(opt, sar, config, fixed)) is not None]
             if candidates:
                 overlap, days, opt = min(candidates, key=lambda c: (c[1], -c[0], c[2].id))

@@ -114,7 +114,7 @@ def write_product_item(pair: DiscoveredPair, result: PairResult, row: PairRow, o
     for source in (opt, sar):
         if source.href:
             item.add_link(pystac.Link("derived_from", source.href, media_type=pystac.MediaType.JSON))
-    item.add_link(pystac.Link("collection", "./collection.json", media_type=pystac.MediaType.JSON))
+    item.add_link(pystac.Link("collection", f"./{COLLECTION_FILE}", media_type=pystac.MediaType.JSON))
     item.set_self_href(href)
     FsspecStacIO(storage).write_text(href, json.dumps(item.to_dict(include_self_link=False), indent=1))
     return href

@@ -48,6 +48,8 @@ SPATIAL_CHUNK = 512
 """Chunk side along y and x (a map read of one date is one chunk per 512 x 512 block)."""
 TIME_CHUNK = 1
 """Time steps per chunk: each append or insert writes only its own chunks (docs/cube.md measures the cost)."""
+CHUNKS = {"time": TIME_CHUNK, "band": 1, "y": SPATIAL_CHUNK, "x": SPATIAL_CHUNK}
+"""Chunk size along each of the cube's dimensions."""
 BRANCH = "main"
 COMMIT_ATTEMPTS = 30
 """Commits tried before giving up when other writers keep moving the branch head."""
@@ -248,8 +250,7 @@ def _timed(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _chunks(var: xr.DataArray) -> tuple[int, ...]:
-    sizes = {"time": TIME_CHUNK, "band": 1, "y": SPATIAL_CHUNK, "x": SPATIAL_CHUNK}
-    return tuple(min(sizes.get(d, n), n) for d, n in zip(var.dims, var.shape))
+    return tuple(min(CHUNKS.get(d, n), n) for d, n in zip(var.dims, var.shape))
 
 
 def _check_fits(cube: xr.Dataset, step: xr.Dataset, cube_url: str) -> None:
@@ -300,9 +301,8 @@ def pair_step(pair_store_url: str, storage: StorageOptions) -> xr.Dataset:
     for name in PLANES:
         data[name] = (("time", "y", "x"), pair[name].data[None])
     step = xr.Dataset(data, coords=coords)
-    target = {"time": TIME_CHUNK, "band": 1, "y": SPATIAL_CHUNK, "x": SPATIAL_CHUNK}
     for name in step.data_vars:
-        step[name] = step[name].chunk({d: target[d] for d in step[name].dims})
+        step[name] = step[name].chunk({d: CHUNKS[d] for d in step[name].dims})
     return cube_conventions(step, pair)
 
 

@@ -96,7 +96,7 @@ def _register(pair: ScenePair, config: PipelineConfig, optical: OpticalReader, s
     if needed:
         own = pool is None
         if own:
-            pool = start_pool(config)[0]
+            pool = start_pool(config)
         try:
             run_plan(plan, pool, progress)
             model = pool.model

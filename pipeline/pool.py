@@ -120,8 +120,6 @@ class TilePool:
         self.close()
 
 
-def start_pool(config: PipelineConfig) -> tuple[TilePool, list, dict]:
-    """A started pool, its actor handles and what model they hold (what `register_pair` calls to start its own
-    pool when it is given none)."""
-    pool = TilePool.start(config)
-    return pool, pool.actors, pool.model
+def start_pool(config: PipelineConfig) -> TilePool:
+    """A started pool: what `register_pair` calls to start its own when it is given none."""
+    return TilePool.start(config)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import boto3
+import numpy as np
 import pytest
 
 from flows.coregister import DEFAULT_ARCHIVE
@@ -81,3 +82,13 @@ def seaweed(tmp_path_factory):
     proc.terminate()
     proc.wait(timeout=30)
     log.close()
+
+
+def assert_step_equals_group(cube, index: int, group) -> None:  # noqa: ANN001 - xarray Datasets
+    """Time step `index` of `cube` holds `group`'s arrays exactly (SAR bands by polarisation) on its grid."""
+    for name in ("flow_x", "flow_y", "certainty", "valid"):
+        np.testing.assert_array_equal(cube[name].values[index], group[name].values, err_msg=name)
+    for b, pol in enumerate(group.attrs["sar_polarisations"]):
+        np.testing.assert_array_equal(cube.sar_coregistered.sel(band=pol).values[index],
+                                      group.sar_coregistered.values[b], err_msg=pol)
+    assert cube.rio.crs == group.rio.crs and cube.rio.transform() == group.rio.transform()

@@ -15,6 +15,7 @@ from flows.coregister import coregister_archive
 from flows.discovery import DiscoveryConfig
 from pipeline import PipelineConfig
 from pipeline.cube import CUBE_BANDS, cube_path, open_cube, open_repository
+from tests.flows.conftest import assert_step_equals_group
 
 BEN_TILE = "S2_33UUP_87_48"
 """The 33UUP scene's tile key (its S2 id without the date): the cube holding its two acquisitions."""
@@ -36,13 +37,7 @@ def test_a_stack_run_appends_each_acquisition_to_its_tiles_cube(prefect_api, ray
     assert list(cube.pair_id.values) == STACK and cube.sizes["time"] == 2
     assert list(cube.time.values) == [np.datetime64("2017-06-15T16:58:12", "ns"), np.datetime64("2017-06-21T16:50:05", "ns")]
     for i, pair_id in enumerate(STACK):
-        group = xr.open_zarr(f"{out}/{pair_id}.zarr")
-        for name in ("flow_x", "flow_y", "certainty", "valid"):
-            np.testing.assert_array_equal(cube[name].values[i], group[name].values)
-        for b, pol in enumerate(group.attrs["sar_polarisations"]):
-            np.testing.assert_array_equal(cube.sar_coregistered.sel(band=pol).values[i],
-                                          group.sar_coregistered.values[b])
-        assert cube.rio.crs == group.rio.crs and cube.rio.transform() == group.rio.transform()
+        assert_step_equals_group(cube, i, xr.open_zarr(f"{out}/{pair_id}.zarr"))
     assert set(cube.band.values) == set(CUBE_BANDS)
 
     collection = pystac.Collection.from_file(f"{out}/collection.json")

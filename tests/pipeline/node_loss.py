@@ -33,9 +33,9 @@ def main(output: str) -> None:
     placed, real_start = {}, pair_module.start_pool
 
     def start_and_remember(config):
-        pool, actors, model = real_start(config)
-        placed["actors"] = actors
-        return pool, actors, model
+        pool = real_start(config)
+        placed["actors"] = pool.actors
+        return pool
 
     def lose_worker_after_two(done: int, total: int) -> None:
         if done == 2 and "nodes" not in placed:

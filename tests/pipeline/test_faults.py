@@ -57,9 +57,9 @@ def test_a_killed_actor_is_replaced_and_its_tiles_retried(ray_cluster, reference
     real_start = pair_module.start_pool
 
     def start_and_remember(config):
-        pool, actors, model = real_start(config)
-        started["actors"] = actors
-        return pool, actors, model
+        pool = real_start(config)
+        started["actors"] = pool.actors
+        return pool
 
     def kill_after_two(done: int, total: int) -> None:
         if done == 2:
