@@ -5,7 +5,9 @@ CPU per tile bounds one pair's throughput however fast the model is (1 / CPU s p
 figure should grow with the scene. Each size runs in a fresh driver process: its CPU time (psutil, user +
 system) over the `register_pair` call / tiles, the same from the first written tile on (steady state), the
 CPU the idle Ray driver burns per second anyway (measured in a sleep before the run), and the process's
-peak RSS (`ru_maxrss`, Ray's client included).
+peak RSS (Ray's client included), sampled from this parent process so the sampling costs the driver no CPU.
+Not `ru_maxrss`: on Linux a child inherits its parent's high-water mark across fork and exec, so it would
+report this process, which made the scene.
 
 Usage: python benchmarks/driver_stages.py [--sizes 1024 2048 10980] [--actors 2] [--tile-size 512]
        [--network-only]
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,9 @@ from pipeline_throughput import make_scene
 
 IDLE_S = 10.0
 """Sleep with Ray connected before the run: the driver's background CPU rate (Ray's own threads)."""
-KIB = 1024
+SAMPLE_EVERY_S = 0.1
+"""RSS sampling period during the run."""
+MIB = 2**20
 
 
 def busy(process: psutil.Process) -> float:
@@ -61,8 +64,23 @@ def child(opt: str, sar: str, actors: int, tile_size: int, network_only: bool, o
     wall, cpu = time.perf_counter() - start, busy(me) - cpu_before
     steady_cpu, steady_wall = busy(me) - first["cpu"], time.perf_counter() - first["t"]
     print(json.dumps({"tiles": result.tiles, "wall_s": wall, "cpu_s": cpu, "steady_cpu_s": steady_cpu,
-                      "steady_wall_s": steady_wall, "idle_cpu_per_s": idle_rate,
-                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / KIB}))
+                      "steady_wall_s": steady_wall, "idle_cpu_per_s": idle_rate}))
+
+
+def run_sampled(command: list[str]) -> tuple[dict, int]:
+    """Run the child `command`; its JSON line and its peak RSS, bytes, sampled every `SAMPLE_EVERY_S`."""
+    proc = psutil.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, proc.memory_info().rss)
+        except psutil.Error:
+            pass
+        time.sleep(SAMPLE_EVERY_S)
+    out = proc.stdout.read()
+    if proc.returncode:
+        raise RuntimeError(f"child failed ({proc.returncode}): {command}")
+    return json.loads(out.strip().splitlines()[-1]), peak
 
 
 def main() -> None:
@@ -82,15 +100,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             opt, sar = make_scene(size, Path(tmp))
-            done = subprocess.run([sys.executable, __file__, "--child", str(opt), str(sar), str(args.actors),
-                                   str(args.tile_size), "1" if args.network_only else "0",
-                                   str(Path(tmp) / f"out{size}")], capture_output=True, text=True, check=True)
-            r = json.loads(done.stdout.strip().splitlines()[-1])
+            r, peak = run_sampled([sys.executable, __file__, "--child", str(opt), str(sar), str(args.actors),
+                                   str(args.tile_size), "1" if args.network_only else "0", str(Path(tmp) / f"out{size}")])
             steady = r["steady_cpu_s"] / (r["tiles"] - 1)
             background = r["idle_cpu_per_s"] * r["steady_wall_s"] / (r["tiles"] - 1)
             print(f"| {size}² | {r['tiles']} | {r['wall_s']:.0f} | {r['cpu_s']:.2f} | {1000 * r['cpu_s'] / r['tiles']:.1f} "
                   f"| {1000 * steady:.1f} | {1000 * r['idle_cpu_per_s']:.1f} | {1000 * (steady - background):.1f} "
-                  f"| {r['peak_rss_mib']:.0f} |", flush=True)
+                  f"| {peak / MIB:.0f} |", flush=True)
             for path in (opt, sar):
                 path.unlink()
 

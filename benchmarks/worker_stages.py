@@ -39,9 +39,10 @@ def main() -> None:
     from pipeline.tiling import contributors, make_tiles
     from pipeline.windows import window_input
 
-    config = PipelineConfig(refinement=RefineConfig(enabled=not args.network_only), quicklook=False)
+    config = PipelineConfig(refinement=RefineConfig(enabled=not args.network_only), quicklook=False,
+                            device=args.device)
     pair = ScenePair("stages", (f"{SCENE}_opt.tif",), (f"{SCENE}_sar.tif",))
-    actor = RegistrarActor(config.checkpoint, args.device, config.threads_per_actor, config.refinement)
+    actor = RegistrarActor(config)
     with tempfile.TemporaryDirectory() as tmp, raster_env(config.storage, config.gdal_cache_mib):
         optical = OpticalReader(pair.optical)
         sar = SarReader(pair.sar, optical.grid, config.margin)
@@ -59,8 +60,8 @@ def main() -> None:
         plan = RunPlan(store_path, source, config, tiles, needs, [], [])
         readers = actor.readers.get(source)
         reads, registers, writes, registrations = [], [], [], {}
-        for start in range(0, len(chosen), config.batch_size):
-            batch = [tiles[i] for i in chosen[start:start + config.batch_size]]
+        for start in range(0, len(chosen), actor.batch_size):
+            batch = [tiles[i] for i in chosen[start:start + actor.batch_size]]
             t0 = time.perf_counter()
             inputs = [window_input(readers, tile, config.min_valid_fraction) for tile in batch]
             t1 = time.perf_counter()
@@ -78,7 +79,7 @@ def main() -> None:
     print(f"| step ({model}, {args.device}, 1 thread) | ms / tile (median) | tiles |\n|---|---|---|")
     for name, values in (("read window (optical + SAR reprojected)", reads), ("register", registers),
                          ("write chunk (read core, blend, warp, measure, write)", writes)):
-        print(f"| {name} | {1000 * statistics.median(values):.0f} | {len(values) * (1 if name.startswith('write') else config.batch_size)} |")
+        print(f"| {name} | {1000 * statistics.median(values):.0f} | {len(values) * (1 if name.startswith('write') else actor.batch_size)} |")
 
 
 if __name__ == "__main__":

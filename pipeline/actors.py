@@ -9,10 +9,9 @@ from dataclasses import replace
 
 import ray
 
-from model.config import RefineConfig
-
+from .batching import gpu_batch_size
 from .chunk import ChunkJob, write_chunk
-from .config import StorageOptions
+from .config import PipelineConfig, StorageOptions
 from .quality import TileRecord
 from .rasters import raster_env
 from .sources import PairSource, Readers, WorkerCache, open_readers
@@ -77,21 +76,26 @@ class ChunkWriter:
 class RegistrarActor(ChunkWriter):
     """Loads the model once; reads and registers fixed batches of windows, and writes chunks."""
 
-    def __init__(self, checkpoint: str | None, device: str, threads: int, refinement: RefineConfig) -> None:
+    def __init__(self, config: PipelineConfig) -> None:
         import torch
 
         from model import Registrar
 
         super().__init__()
-        torch.set_num_threads(threads)
+        torch.set_num_threads(config.threads_per_actor)
+        device = config.device
         if device == "auto":  # a GPU actor on a node whose GPU torch cannot use still works, on its CPU
             device = "cuda" if torch.cuda.is_available() and ray.get_gpu_ids() else "cpu"
-        self.registrar = Registrar.load(checkpoint, device=device, refinement=refinement)
+        self.registrar = Registrar.load(config.checkpoint, device=device, refinement=config.refinement)
+        self.batch_size = config.batch_size
+        """Windows per forward pass this actor is best fed (the driver plans batches of the pool's smallest)."""
+        if self.registrar.device.type == "cuda":
+            self.batch_size = config.gpu_batch_size or gpu_batch_size(self.registrar, config.tile_size)
 
     def describe(self) -> dict:
         return {"model": self.registrar.config.name, "checkpoint_sha256": self.registrar.checkpoint_sha256,
                 "refinement": json.dumps(self.registrar.refinement.to_dict(), sort_keys=True),
-                "certainty_calibrated": self.registrar.calibration is not None,
+                "certainty_calibrated": self.registrar.calibration is not None, "batch_size": self.batch_size,
                 "device": str(self.registrar.device), "node": ray.get_runtime_context().get_node_id()}
 
     def register(self, batch: list[TileInput]) -> list[TileOutput]:

@@ -77,7 +77,10 @@ class PipelineConfig:
     threads_per_actor: int = 1
     """Torch threads in each actor; keep it fixed so results do not depend on the pool size."""
     batch_size: int = 2
-    """Tiles per forward pass."""
+    """Tiles per forward pass on a CPU actor."""
+    gpu_batch_size: int | None = None
+    """Tiles per forward pass on a GPU actor; None: as many as half the GPU's memory holds at `tile_size`
+    (measured by the actor at start, `pipeline.batching`), at most `batching.MAX_GPU_BATCH`."""
     pairs_in_flight: int | None = None
     """Pairs an archive run registers at once on its one shared actor pool; None: one per actor, so the
     actors stay busy while a pair is opened, planned and its last chunks written."""
@@ -116,8 +119,8 @@ class PipelineConfig:
             raise ValueError(f"overlap {self.overlap} must be in [0, tile_size {self.tile_size})")
         if self.overlap % 2:
             raise ValueError(f"overlap {self.overlap} must be even (half on each side of a tile's core)")
-        if self.actors < 1 or self.batch_size < 1:
-            raise ValueError("actors and batch_size must be at least 1")
+        if self.actors < 1 or self.batch_size < 1 or (self.gpu_batch_size is not None and self.gpu_batch_size < 1):
+            raise ValueError("actors, batch_size and gpu_batch_size must be at least 1")
         if self.writers is not None and self.writers < 0:
             raise ValueError(f"writers must be 0 or more (or None: by the cluster), got {self.writers}")
         if self.pairs_in_flight is not None and self.pairs_in_flight < 1:

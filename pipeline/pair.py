@@ -89,28 +89,32 @@ def _register(pair: ScenePair, config: PipelineConfig, optical: OpticalReader, s
     needs = contributors(tiles)
     status = store.status()
     pending = [t.index for t in tiles if status[t.index] == TileStatus.PENDING]
-    needed = _whole_batches({i for p in pending for i in needs[p]}, config.batch_size, len(tiles))
-    batches = [list(b) for _, b in groupby(needed, key=lambda i: i // config.batch_size)]
-    plan = RunPlan(path, PairSource.of(pair, grid, config), config, tiles, needs, pending, batches)
-    model: dict = {}
-    if needed:
+    if pending:
         own = pool is None
         if own:
             pool = start_pool(config)
         try:
-            run_plan(plan, pool, progress)
-            model = pool.model
+            # a resumed run batches as the first did; the attrs go in before any tile, so a run that finds
+            # every tile written still has them
+            batch_size = store.attrs().get("batch_size") or pool.batch_size
+            store.record({**_model_attrs(pool.model), "batch_size": batch_size})
+            needed = _whole_batches({i for p in pending for i in needs[p]}, batch_size, len(tiles))
+            batches = [list(b) for _, b in groupby(needed, key=lambda i: i // batch_size)]
+            run_plan(RunPlan(path, PairSource.of(pair, grid, config), config, tiles, needs, pending, batches),
+                     pool, progress)
         finally:
             if own:
                 pool.close()
     counts = Counter(TileStatus(int(s)).label for s in store.status())
     quicklook = write_quicklook(path, optical, sar, config) if config.quicklook else None
-    store.finish({"model": model.get("model", ""), "checkpoint_sha256": model.get("checkpoint_sha256", ""),
-                  "refinement": model.get("refinement", ""),
-                  "certainty_calibrated": model.get("certainty_calibrated", False),
-                  "quicklook": quicklook or "", "status_counts": dict(counts)})
+    store.finish({"quicklook": quicklook or "", "status_counts": dict(counts)})
     return PairResult(pair.pair_id, path, len(tiles), dict(counts), len(pending), time.perf_counter() - started,
                       False, quicklook)
+
+
+def _model_attrs(model: dict) -> dict:
+    """The group attributes naming the model that registers its tiles (`RegistrarActor.describe`)."""
+    return {k: model[k] for k in ("model", "checkpoint_sha256", "refinement", "certainty_calibrated")}
 
 
 def _whole_batches(windows: set[int], batch_size: int, count: int) -> list[int]:

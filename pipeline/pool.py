@@ -15,7 +15,7 @@ FORWARDED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKE
                  "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL_S3")
 """Storage settings the actors take from the driver's environment when they start: workers read and write
 object storage themselves, and a worker sees only the environment of its cluster otherwise."""
-MODEL_SETTINGS = ("checkpoint", "refinement", "device", "threads_per_actor")
+MODEL_SETTINGS = ("checkpoint", "refinement", "device", "threads_per_actor", "batch_size", "gpu_batch_size")
 """Config fields that decide the actors' model: a run on a shared pool must agree with its pool on them."""
 
 
@@ -56,13 +56,13 @@ class TilePool:
                                runtime_env={"env_vars": env} if env else None)
                 registrar = ray.remote(num_cpus=config.cpus_per_actor, num_gpus=1 if gpus else 0, **options)(RegistrarActor)
                 count = gpus or config.actors
-                actors = [registrar.remote(config.checkpoint, config.device, config.threads_per_actor, config.refinement)
-                          for _ in range(count)]
+                actors = [registrar.remote(config) for _ in range(count)]
                 writers = config.writers
                 if writers is None:  # GPU actors only register; the CPUs they leave write
                     writers = max(1, int(resources.get("CPU", 1) - count * config.cpus_per_actor)) if gpus else 0
                 self._writers = [ray.remote(num_cpus=1, **options)(ChunkWriter).remote() for _ in range(writers)]
-                self._model = ray.get(actors[0].describe.remote())
+                described = ray.get([a.describe.remote() for a in actors])
+                self._model = {**described[0], "batch_size": min(d["batch_size"] for d in described)}
                 self._unfinished = {a: [] for a in actors + self._writers}
                 self._actors = actors
             return self._actors
@@ -80,9 +80,15 @@ class TilePool:
 
     @property
     def model(self) -> dict:
-        """What `RegistrarActor.describe` says of the model the actors hold (started on first use)."""
+        """What `RegistrarActor.describe` says of the model the actors hold, with the smallest `batch_size`
+        of all of them (started on first use)."""
         self._ensure_started()
         return self._model
+
+    @property
+    def batch_size(self) -> int:
+        """Windows per forward pass that every registering actor takes (started on first use)."""
+        return self.model["batch_size"]
 
     def check(self, config: PipelineConfig) -> None:
         """Refuse a run whose model settings differ from the pool's (its output would not be that model's)."""

@@ -216,10 +216,13 @@ class PairStore:
         for k in SCALAR_COLUMNS:
             arrays[f"tile_{k}"][i] = np.float32(getattr(r, k))
 
+    def record(self, attrs: dict) -> None:
+        """Add `attrs` to the group's attributes."""
+        self._group().attrs.update(attrs)
+
     def finish(self, attrs: dict) -> None:
         """Record `attrs`, consolidate the metadata, then mark the group complete."""
-        group = self._group()
-        group.attrs.update({**attrs, "finished": dt.datetime.now(dt.timezone.utc).isoformat()})
+        self.record({**attrs, "finished": dt.datetime.now(dt.timezone.utc).isoformat()})
         with warnings.catch_warnings():
             # zarr notes that consolidated metadata is not (yet) in the v3 spec; DESIGN.md asks for it
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from model.config import RefineConfig
+from pipeline import PipelineConfig
 from pipeline.actors import RegistrarActor, TileInput
 from tests.conftest import SAMPLE, read
 
@@ -10,7 +10,7 @@ from tests.conftest import SAMPLE, read
 def test_a_bad_tile_fails_alone_with_its_error():
     opt = read(SAMPLE / "s1s2_volkov" / "142_opt.tif")[:, :128, :128]
     sar = read(SAMPLE / "s1s2_volkov" / "142_sar.tif")[:, :128, :128].astype(np.float32)
-    actor = RegistrarActor(None, "cpu", 1, RefineConfig())  # the actor class, in process
+    actor = RegistrarActor(PipelineConfig(device="cpu"))  # the actor class, in process
     bad_sar = np.full_like(sar, np.nan)[:, :64]  # wrong size, no data
     out = actor.register([TileInput(0, opt, sar), TileInput(1, opt, bad_sar), TileInput(2, opt, sar)])
     assert [o.index for o in out] == [0, 1, 2]

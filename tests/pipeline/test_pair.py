@@ -80,7 +80,7 @@ class Interrupted(RuntimeError):
     pass
 
 
-def test_interrupted_run_resumes_without_rewriting_written_chunks(reference_142, tmp_path):
+def test_interrupted_run_resumes_without_rewriting_written_chunks_and_keeps_the_model_attrs(reference_142, tmp_path):
     def crash_after_three(done: int, total: int) -> None:
         if done == 3:
             raise Interrupted("killed after 3 tiles")
@@ -96,12 +96,27 @@ def test_interrupted_run_resumes_without_rewriting_written_chunks(reference_142,
                    for r, c in (divmod(i, 3) for i in written)]  # 1024 px = 3 x 3 chunks of 448
     stamps = [f.stat().st_mtime_ns for f in chunk_files]
 
-    resumed = register_pair(PAIR_142, str(tmp_path), FAST)
-    assert resumed.written_tiles == 9 - 3
+    totals = []
+
+    def crash_after_the_last(done: int, total: int) -> None:
+        totals.append(total)
+        if done == total:
+            raise Interrupted("killed after the last tile, before the group is finished")
+
+    with pytest.raises(Interrupted):
+        register_pair(PAIR_142, str(tmp_path), FAST, progress=crash_after_the_last)
+    assert set(totals) == {9 - 3}
     assert [f.stat().st_mtime_ns for f in chunk_files] == stamps  # complete chunks were not rewritten
+    # every tile written, not finished: the third run registers nothing and still names the model
+    resumed = register_pair(PAIR_142, str(tmp_path), FAST)
+    assert resumed.written_tiles == 0 and not resumed.already_complete
     ref, got = arrays(reference_142.store), arrays(str(store))
     for v in VARIABLES:
         np.testing.assert_array_equal(got[v], ref[v], err_msg=v)
-    assert violations(xr.open_zarr(store)) == []
+    ds = xr.open_zarr(store)
+    assert violations(ds) == []
+    assert ds.attrs["complete"] and ds.attrs["checkpoint_sha256"] == file_sha256(BUNDLED_CHECKPOINT)
+    assert ds.attrs["batch_size"] == FAST.batch_size  # on CPU actors, the configured batch
+    assert RefineConfig.from_dict(json.loads(ds.attrs["refinement"])) == FAST.refinement
     again = register_pair(PAIR_142, str(tmp_path), FAST)
     assert again.already_complete and again.written_tiles == 0
