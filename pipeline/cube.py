@@ -56,6 +56,9 @@ COMMIT_ATTEMPTS = 30
 RETRY_DELAY_S = 0.05
 """First pause after a conflicting commit; each further one about doubles (with jitter), up to RETRY_MAX_S."""
 RETRY_MAX_S = 2.0
+MEDIAN_BINS = 10_000
+"""Histogram bins over [0, 1] that a step's median certainty is found in, before the one bin holding it is
+read exactly."""
 PLANES = ("flow_x", "flow_y", "certainty", "valid")
 """Per-pair `(y, x)` variables that become `(time, y, x)`."""
 STEP_COORDS = ("pair_id", "sar_item", "optical_item", "optical_time", "median_certainty", "confident_fraction",
@@ -283,11 +286,8 @@ def pair_step(pair_store_url: str, storage: StorageOptions) -> xr.Dataset:
     planes = [sar[names.index(b)] if b in names else da.full((y, x), np.nan, dtype="float32",
                                                                  chunks=sar.chunksize[1:])
               for b in CUBE_BANDS]
-    certainty, valid = pair.certainty.values, pair.valid.values
     confident = float(attrs.get("pipeline_config", {}).get("confident_certainty", 0.5))
-    n_valid = int(valid.sum())
-    median = float(np.median(certainty[valid])) if n_valid else float("nan")
-    share = float((valid & (certainty >= confident)).sum() / n_valid) if n_valid else float("nan")
+    median, share = certainty_summary(pair.certainty.data, pair.valid.data, confident)
     per_time = {
         "pair_id": attrs["pair_id"], "sar_item": attrs.get("sar_item", ""), "optical_item": attrs.get("optical_item", ""),
         "optical_time": _naive(attrs.get("optical_datetime") or attrs["sar_datetime"]),
@@ -304,6 +304,34 @@ def pair_step(pair_store_url: str, storage: StorageOptions) -> xr.Dataset:
     for name in step.data_vars:
         step[name] = step[name].chunk({d: CHUNKS[d] for d in step[name].dims})
     return cube_conventions(step, pair)
+
+
+def certainty_summary(certainty: da.Array, valid: da.Array, confident: float) -> tuple[float, float]:
+    """The median certainty over `valid` pixels and their share at or above `confident`, both exact, chunk by
+    chunk: a full Sentinel-2 tile's planes are never in memory at once. NaN, NaN when nothing is valid."""
+    masked = da.where(valid, certainty, np.nan)
+    counts, edges = da.histogram(masked, bins=MEDIAN_BINS, range=(0.0, 1.0))
+    counts, sure = da.compute(counts, (masked >= confident).sum())
+    total = int(counts.sum())
+    if not total:
+        return float("nan"), float("nan")
+    ranks = (total // 2,) if total % 2 else (total // 2 - 1, total // 2)
+    return float(np.mean([_order_statistic(masked, counts, edges, r) for r in ranks])), float(sure) / total
+
+
+def _order_statistic(masked: da.Array, counts: np.ndarray, edges: np.ndarray, rank: int) -> float:
+    """The `rank`-th smallest (0-based) of `masked`'s non-NaN values, given their histogram: only the values of
+    the bin that holds it are read into memory, and none when they all equal its lower edge (a block of 0s)."""
+    cumulative = np.cumsum(counts)
+    k = int(np.searchsorted(cumulative, rank + 1))
+    rank -= int(cumulative[k] - counts[k])
+    lo, hi = edges[k], edges[k + 1]
+    inside = (masked >= lo) & ((masked <= hi) if k == len(counts) - 1 else (masked < hi))
+    at_lo = int((masked == lo).sum().compute())
+    if rank < at_lo:
+        return float(lo)
+    values = np.sort(masked[inside & (masked != lo)].compute())
+    return float(values[rank - at_lo])
 
 
 def polarisations(attrs: dict, bands: int, where: str) -> list[str]:

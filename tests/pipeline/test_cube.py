@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import dask.array as da
 import icechunk
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ import zarr.storage
 from rasterio.transform import from_origin
 
 from pipeline.config import StorageOptions
-from pipeline.cube import (CUBE_BANDS, CubeMismatch, PairNotReady, append_pair, cube_steps, open_cube,
+from pipeline.cube import (CUBE_BANDS, CubeMismatch, PairNotReady, append_pair, cube_steps, certainty_summary, open_cube,
                            open_repository)
 from pipeline.rasters import Grid
 from tests.flows.conftest import S3_KEY, S3_SECRET, seaweed  # noqa: F401 - the real S3 server fixture
@@ -219,3 +220,21 @@ def test_one_pixel_time_series_touches_one_chunk_per_step_and_a_map_one_chunk(tm
     keys.clear()
     ds.sar_coregistered.isel(time=1).sel(band="vv").values
     assert len({k for k in keys if k.startswith("sar_coregistered/c/")}) == 1
+
+
+def test_the_step_quality_is_computed_chunk_by_chunk_as_the_whole_array_gives_it():
+    rng = np.random.default_rng(3)
+    certainty = rng.beta(2, 5, (300, 200)).astype(np.float32)
+    certainty[:40] = 0.0  # a block the guard left at 0: many equal values
+    valid = rng.random((300, 200)) > 0.3
+    lazy = lambda a: da.from_array(a, chunks=(64, 64))  # noqa: E731
+    median, share = certainty_summary(lazy(certainty), lazy(valid), 0.5)
+    assert median == pytest.approx(np.median(certainty[valid]), rel=1e-7)  # float32's mean of the middle two
+    odd = valid.copy()
+    odd.flat[np.flatnonzero(odd)[0]] = odd.sum() % 2 == 1  # the other parity: one middle value
+    assert certainty_summary(lazy(certainty), lazy(odd), 0.5)[0] == np.median(certainty[odd])  # one value: exact
+    zeros = valid & (np.arange(300)[:, None] < 60)  # two thirds of these valid pixels are 0: the median is 0, read from no bin
+    assert certainty_summary(lazy(certainty), lazy(zeros), 0.5)[0] == np.median(certainty[zeros]) == 0.0
+    assert share == pytest.approx((certainty[valid] >= 0.5).mean(), rel=1e-12)
+    nothing = certainty_summary(lazy(certainty), lazy(np.zeros_like(valid)), 0.5)
+    assert np.isnan(nothing).all()
