@@ -102,9 +102,12 @@ class TilePool:
         with self._lock:
             registrars = self._ensure_started()
             group = self._writers if method == "write_chunk" and self._writers else registrars
-            for refs in self._unfinished.values():
-                if refs:
-                    _, refs[:] = ray.wait(refs, num_returns=len(refs), timeout=0, fetch_local=False)
+            every = [r for refs in self._unfinished.values() for r in refs]
+            if every:  # one poll for all actors
+                _, left = ray.wait(every, num_returns=len(every), timeout=0, fetch_local=False)
+                unfinished = set(left)
+                for refs in self._unfinished.values():
+                    refs[:] = [r for r in refs if r in unfinished]
             actor = min(group, key=lambda a: len(self._unfinished[a]))
             out = getattr(actor, method).options(num_returns=num_returns).remote(*args)
             refs = out if isinstance(out, list) else [out]
