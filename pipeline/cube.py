@@ -57,8 +57,8 @@ RETRY_DELAY_S = 0.05
 """First pause after a conflicting commit; each further one about doubles (with jitter), up to RETRY_MAX_S."""
 RETRY_MAX_S = 2.0
 MEDIAN_BINS = 10_000
-"""Histogram bins over [0, 1] that a step's median certainty is found in, before the one bin holding it is
-read exactly."""
+"""Bins of width 1 / MEDIAN_BINS over [0, 1] that a step's median certainty is located in (one pass), before
+the one bin holding it is read exactly."""
 PLANES = ("flow_x", "flow_y", "certainty", "valid")
 """Per-pair `(y, x)` variables that become `(time, y, x)`."""
 STEP_COORDS = ("pair_id", "sar_item", "optical_item", "optical_time", "median_certainty", "confident_fraction",
@@ -309,29 +309,33 @@ def pair_step(pair_store_url: str, storage: StorageOptions) -> xr.Dataset:
 def certainty_summary(certainty: da.Array, valid: da.Array, confident: float) -> tuple[float, float]:
     """The median certainty over `valid` pixels and their share at or above `confident`, both exact, chunk by
     chunk: a full Sentinel-2 tile's planes are never in memory at once. NaN, NaN when nothing is valid."""
-    masked = da.where(valid, certainty, np.nan)
-    counts, edges = da.histogram(masked, bins=MEDIAN_BINS, range=(0.0, 1.0))
-    counts, sure = da.compute(counts, (masked >= confident).sum())
+    usable = valid & ~da.isnan(certainty)
+    bins = da.clip(da.floor(certainty.astype(np.float64) * MEDIAN_BINS), 0, MEDIAN_BINS - 1)
+    bins = da.where(usable, bins, MEDIAN_BINS).astype(np.int64)  # not usable: one bin past the last
+    counts, sure = da.compute(da.bincount(bins.ravel(), minlength=MEDIAN_BINS + 1),
+                              (usable & (certainty >= confident)).sum())
+    counts = counts[:MEDIAN_BINS]
     total = int(counts.sum())
     if not total:
         return float("nan"), float("nan")
     ranks = (total // 2,) if total % 2 else (total // 2 - 1, total // 2)
-    return float(np.mean([_order_statistic(masked, counts, edges, r) for r in ranks])), float(sure) / total
+    return float(np.mean([_order_statistic(certainty, bins, counts, r) for r in ranks])), float(sure) / total
 
 
-def _order_statistic(masked: da.Array, counts: np.ndarray, edges: np.ndarray, rank: int) -> float:
-    """The `rank`-th smallest (0-based) of `masked`'s non-NaN values, given their histogram: only the values of
-    the bin that holds it are read into memory, and none when they all equal its lower edge (a block of 0s)."""
+def _order_statistic(values: da.Array, bins: da.Array, counts: np.ndarray, rank: int) -> float:
+    """The `rank`-th smallest (0-based) of the values in bins `0 .. len(counts) - 1`, given their counts: only
+    the values of the bin that holds it are read into memory, and none when they all equal its smallest (a
+    block of 0s)."""
     cumulative = np.cumsum(counts)
     k = int(np.searchsorted(cumulative, rank + 1))
     rank -= int(cumulative[k] - counts[k])
-    lo, hi = edges[k], edges[k + 1]
-    inside = (masked >= lo) & ((masked <= hi) if k == len(counts) - 1 else (masked < hi))
-    at_lo = int((masked == lo).sum().compute())
-    if rank < at_lo:
-        return float(lo)
-    values = np.sort(masked[inside & (masked != lo)].compute())
-    return float(values[rank - at_lo])
+    inside = bins == k
+    smallest = float(da.where(inside, values, np.inf).min().compute())
+    at_smallest = int((inside & (values == smallest)).sum().compute())
+    if rank < at_smallest:
+        return smallest
+    rest = np.sort(values[inside & (values != smallest)].compute())
+    return float(rest[rank - at_smallest])
 
 
 def polarisations(attrs: dict, bands: int, where: str) -> list[str]:

@@ -226,6 +226,7 @@ def test_the_step_quality_is_computed_chunk_by_chunk_as_the_whole_array_gives_it
     rng = np.random.default_rng(3)
     certainty = rng.beta(2, 5, (300, 200)).astype(np.float32)
     certainty[:40] = 0.0  # a block the guard left at 0: many equal values
+    certainty[40:80] = (np.arange(40 * 200).reshape(40, 200) % 97 + 2300) / np.float32(10_000)  # float32s at bin edges
     valid = rng.random((300, 200)) > 0.3
     lazy = lambda a: da.from_array(a, chunks=(64, 64))  # noqa: E731
     median, share = certainty_summary(lazy(certainty), lazy(valid), 0.5)
