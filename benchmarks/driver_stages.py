@@ -5,7 +5,7 @@ CPU per tile bounds one pair's throughput however fast the model is (1 / CPU s p
 figure should grow with the scene. Each size runs in a fresh driver process: its CPU time (psutil, user +
 system) over the `register_pair` call / tiles, the same from the first written tile on (steady state), the
 CPU the idle Ray driver burns per second anyway (measured in a sleep before the run), and the process's
-peak RSS (Ray's client included), sampled from this parent process so the sampling costs the driver no CPU.
+peak RSS (Ray's client included), sampled from this parent (`pipeline_throughput.run_measured`).
 Not `ru_maxrss`: on Linux a child inherits its parent's high-water mark across fork and exec, so it would
 report this process, which made the scene.
 
@@ -17,21 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-from pipeline_throughput import make_scene
+from pipeline_throughput import make_scene, run_measured
 
 IDLE_S = 10.0
 """Sleep with Ray connected before the run: the driver's background CPU rate (Ray's own threads)."""
-SAMPLE_EVERY_S = 0.1
-"""RSS sampling period during the run."""
-MIB = 2**20
 
 
 def busy(process: psutil.Process) -> float:
@@ -67,22 +62,6 @@ def child(opt: str, sar: str, actors: int, tile_size: int, network_only: bool, o
                       "steady_wall_s": steady_wall, "idle_cpu_per_s": idle_rate}))
 
 
-def run_sampled(command: list[str]) -> tuple[dict, int]:
-    """Run the child `command`; its JSON line and its peak RSS, bytes, sampled every `SAMPLE_EVERY_S`."""
-    proc = psutil.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, proc.memory_info().rss)
-        except psutil.Error:
-            pass
-        time.sleep(SAMPLE_EVERY_S)
-    out = proc.stdout.read()
-    if proc.returncode:
-        raise RuntimeError(f"child failed ({proc.returncode}): {command}")
-    return json.loads(out.strip().splitlines()[-1]), peak
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 10980])
@@ -100,13 +79,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             opt, sar = make_scene(size, Path(tmp))
-            r, peak = run_sampled([sys.executable, __file__, "--child", str(opt), str(sar), str(args.actors),
-                                   str(args.tile_size), "1" if args.network_only else "0", str(Path(tmp) / f"out{size}")])
+            r, peak, _ = run_measured([str(opt), str(sar), str(args.actors), str(args.tile_size),
+                                       "1" if args.network_only else "0", str(Path(tmp) / f"out{size}")], __file__)
             steady = r["steady_cpu_s"] / (r["tiles"] - 1)
             background = r["idle_cpu_per_s"] * r["steady_wall_s"] / (r["tiles"] - 1)
             print(f"| {size}² | {r['tiles']} | {r['wall_s']:.0f} | {r['cpu_s']:.2f} | {1000 * r['cpu_s'] / r['tiles']:.1f} "
                   f"| {1000 * steady:.1f} | {1000 * r['idle_cpu_per_s']:.1f} | {1000 * (steady - background):.1f} "
-                  f"| {peak / MIB:.0f} |", flush=True)
+                  f"| {peak:.0f} |", flush=True)
             for path in (opt, sar):
                 path.unlink()
 

@@ -48,9 +48,10 @@ def make_scene(size: int, out: Path) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def run_measured(args: list[str]) -> tuple[dict, float, float]:
-    """Run this script's `--child` mode; sample the RSS of it (driver) and of its whole process tree."""
-    proc = psutil.Popen([sys.executable, __file__, "--child", *args], stdout=subprocess.PIPE, text=True)
+def run_measured(args: list[str], script: str = __file__) -> tuple[dict, float, float]:
+    """Run `script`'s `--child` mode (this one's by default); its JSON line, and the peak RSS, MiB, of it (the
+    driver) and of its whole process tree, sampled from here so the sampling costs the driver no CPU."""
+    proc = psutil.Popen([sys.executable, script, "--child", *args], stdout=subprocess.PIPE, text=True)
     peak_driver = peak_tree = 0
     while proc.poll() is None:
         try:

@@ -319,23 +319,26 @@ def certainty_summary(certainty: da.Array, valid: da.Array, confident: float) ->
     if not total:
         return float("nan"), float("nan")
     ranks = (total // 2,) if total % 2 else (total // 2 - 1, total // 2)
-    return float(np.mean([_order_statistic(certainty, bins, counts, r) for r in ranks])), float(sure) / total
+    return float(np.mean(_order_statistics(certainty, bins, counts, ranks))), float(sure) / total
 
 
-def _order_statistic(values: da.Array, bins: da.Array, counts: np.ndarray, rank: int) -> float:
-    """The `rank`-th smallest (0-based) of the values in bins `0 .. len(counts) - 1`, given their counts: only
-    the values of the bin that holds it are read into memory, and none when they all equal its smallest (a
-    block of 0s)."""
+def _order_statistics(values: da.Array, bins: da.Array, counts: np.ndarray, ranks: tuple[int, ...]) -> list[float]:
+    """The `ranks`-th smallest (0-based) of the values in bins `0 .. len(counts) - 1`, given their counts: each bin
+    that holds one is read once, and not at all when its values all equal its smallest (a block of 0s)."""
     cumulative = np.cumsum(counts)
-    k = int(np.searchsorted(cumulative, rank + 1))
-    rank -= int(cumulative[k] - counts[k])
-    inside = bins == k
-    smallest = float(da.where(inside, values, np.inf).min().compute())
-    at_smallest = int((inside & (values == smallest)).sum().compute())
-    if rank < at_smallest:
-        return smallest
-    rest = np.sort(values[inside & (values != smallest)].compute())
-    return float(rest[rank - at_smallest])
+    by_bin: dict[int, list[int]] = {}
+    for r in ranks:
+        by_bin.setdefault(int(np.searchsorted(cumulative, r + 1)), []).append(r)
+    found: dict[int, float] = {}
+    for k, in_k in by_bin.items():
+        inside = bins == k
+        smallest = float(da.where(inside, values, np.inf).min().compute())
+        at_smallest = int((inside & (values == smallest)).sum().compute())
+        within = {r: r - int(cumulative[k] - counts[k]) for r in in_k}  # rank among the bin's values
+        if max(within.values()) >= at_smallest:
+            rest = np.sort(values[inside & (values != smallest)].compute())
+        found.update({r: smallest if w < at_smallest else float(rest[w - at_smallest]) for r, w in within.items()})
+    return [found[r] for r in ranks]
 
 
 def polarisations(attrs: dict, bands: int, where: str) -> list[str]:
