@@ -187,6 +187,23 @@ class RefineConfig:
     them."""
     search_radius_px: int = 16
     """Largest shift, px, of the exhaustive search that moves the start into the refinement's basin (0: none)."""
+    sweep: bool = True
+    """Rank the network's start against a sweep of rotations and scales, each with its best shift
+    (`model.rotation_search`): the robust start for large transforms."""
+    sweep_max_rotation_deg: float = 20.0
+    """The sweep covers rotations of -this .. this, deg."""
+    sweep_step_deg: float = 4.0
+    """Step of the sweep's rotations, deg."""
+    sweep_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
+    """Scales the sweep tries at every rotation."""
+    sweep_level: int = 4
+    """Downsampling factor at which the sweep's candidates are scored and shifted."""
+    sweep_radius_px: int = 64
+    """Largest shift, px, of each sweep candidate's exhaustive search."""
+    sweep_keep: int = 3
+    """How many of the sweep's best candidates are fitted and ranked against the network's start."""
+    sweep_iterations: int = 10
+    """Levenberg-Marquardt budget of each candidate's similarity fit at the sweep's level."""
     linear_ridge: float = 1e-3
     """Ridge on the residual affine's linear part (px of motion at half the tile size), same scale."""
     structure_orientations: int = 8

@@ -339,15 +339,23 @@ CANDIDATES = ("refined", "start", "identity")
 
 
 def refine_guarded(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor, sar: torch.Tensor,
-                   sar_valid: torch.Tensor, start: torch.Tensor, config: RefineConfig) -> Guarded:
-    """`refine` from `start`, then keep per tile whichever of refined, start and identity scores best by
-    the similarity (never worse than the start or no correction); a candidate that overlaps less than
+                   sar_valid: torch.Tensor, start: torch.Tensor, config: RefineConfig,
+                   alternative: torch.Tensor | None = None) -> Guarded:
+    """`refine` from `start` (and from an `alternative` start `(B, 2, H, W)`, e.g. the rotation sweep's, when given),
+    then keep per tile whichever of the refined flows, the starts and identity scores best by the similarity
+    (never worse than the start or no correction); a candidate that overlaps less than
     `config.guard_min_coverage` of the reference is refused."""
-    result = refine(descriptor, optical, optical_valid, sar, sar_valid, start, config)
-    flows = torch.stack([result.flow, start, torch.zeros_like(start)])  # (3, B, 2, H, W), as CANDIDATES
+    starts = [start] if alternative is None else [start, alternative]
+    twice = lambda t: torch.cat([t] * len(starts))  # noqa: E731
+    result = refine(descriptor, twice(optical), twice(optical_valid), twice(sar), twice(sar_valid),
+                    torch.cat(starts), config)
+    refined = result.flow.view(len(starts), *start.shape)
+    variance = result.variance.view(len(starts), *start.shape[:1], *result.variance.shape[-2:])
+    flows = torch.cat([refined, torch.stack(starts), torch.zeros_like(start).unsqueeze(0)])  # (2S + 1, B, 2, H, W)
+    names = ("refined",) * len(starts) + ("start",) * len(starts) + ("identity",)
     cost, share = flow_costs(descriptor, optical, optical_valid, sar, sar_valid, flows)
     cost = torch.where(share >= config.guard_min_coverage, cost, torch.full_like(cost, float("inf")))
     best = cost.argmin(dim=0)
     batch = torch.arange(start.shape[0], device=start.device)
-    return Guarded(flow=flows[best, batch], variance=result.variance,
-                   chosen=tuple(CANDIDATES[i] for i in best.tolist()))
+    return Guarded(flow=flows[best, batch], variance=variance[best % len(starts), batch],
+                   chosen=tuple(names[i] for i in best.tolist()))

@@ -29,6 +29,7 @@ from .glam import output_valid
 from .network import SomaNet, build_network
 from .normalize import PreparedTile, prepare_optical, prepare_sar
 from .refine import refine_guarded
+from .rotation_search import sweep_start
 from .similarity import Descriptor
 from .translation_search import search_translation
 
@@ -160,9 +161,15 @@ class Registrar:
                 affine = nearest_similarity(affine, size)
             elif self.refinement.start == "identity":
                 affine = identity_affine(len(opt), affine.device, affine.dtype)
-            start = search_translation(self.descriptor, o_img, o_val, s_img, s_val, affine_to_flow(affine.float(), size),
-                                       self.refinement)
-            guarded = refine_guarded(self.descriptor, o_img, o_val, s_img, s_val, start, self.refinement)
+            start = affine_to_flow(affine.float(), size)
+            alternative = None
+            if self.refinement.sweep:
+                swept = sweep_start(self.descriptor, o_img, o_val, s_img, s_val, start, self.refinement)
+                if "sweep" in swept.chosen:  # both starts are refined; the guard keeps the better
+                    alternative = search_translation(self.descriptor, o_img, o_val, s_img, s_val, swept.flow,
+                                                     self.refinement)
+            start = search_translation(self.descriptor, o_img, o_val, s_img, s_val, start, self.refinement)
+            guarded = refine_guarded(self.descriptor, o_img, o_val, s_img, s_val, start, self.refinement, alternative)
             features = certainty_features(self.descriptor, o_img, o_val, s_img, s_val, guarded.flow, flow,
                                           out.certainty_logit, guarded.variance)
             flow, chosen = guarded.flow, guarded.chosen

@@ -44,6 +44,15 @@ def shift_costs(ref: torch.Tensor, ref_weight: torch.Tensor, moved: torch.Tensor
     return cost, share
 
 
+def shift_offsets(size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The signed shifts `(2w,)` in x and `(2h,)` in y, in level cells, of `correlate`'s indices for maps of `size`
+    `(h, w)` (index ``t mod 2h, 2w``)."""
+    h, w = size
+    dy = torch.arange(2 * h, device=device)
+    dx = torch.arange(2 * w, device=device)
+    return torch.where(dx >= w, dx - 2 * w, dx), torch.where(dy >= h, dy - 2 * h, dy)
+
+
 def search_translation(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor,
                        sar: torch.Tensor, sar_valid: torch.Tensor, start: torch.Tensor,
                        config: RefineConfig) -> torch.Tensor:
@@ -59,10 +68,7 @@ def search_translation(descriptor: Descriptor, optical: torch.Tensor, optical_va
     cost, share = shift_costs(unit(inputs.ref, floor), inputs.ref_weight, unit(moved, floor), moved_weight)
     h, w = inputs.ref.shape[-2:]
     reach = config.search_radius_px // factor
-    dy = torch.arange(2 * h, device=start.device)
-    dx = torch.arange(2 * w, device=start.device)
-    dy = torch.where(dy >= h, dy - 2 * h, dy)
-    dx = torch.where(dx >= w, dx - 2 * w, dx)
+    dx, dy = shift_offsets((h, w), start.device)
     within = (dy.abs()[:, None] <= reach) & (dx.abs()[None, :] <= reach)
     cost = torch.where(within & (share >= MIN_OVERLAP), cost, torch.full_like(cost, float("inf")))
     best = cost.flatten(1).argmin(dim=1)
