@@ -50,13 +50,14 @@ class Registration:
     Registrar has a calibration for its checkpoint and refinement; otherwise the network's own)."""
     affine: np.ndarray
     """`(2, 3)` float64 global affine, reference px -> SAR px (identity = aligned): the network's, or its
-    nearest similarity when the refinement starts from one (`RefineConfig.start`)."""
+    nearest similarity when the refinement starts from one (`RefineConfig.start`); the network's estimate even
+    where the rotation sweep's start won (`chosen` and `flow` say what was kept)."""
     valid: np.ndarray
     """`(H, W)` bool: both images have data there (and p + flow(p) falls inside the SAR)."""
     chosen: str = "network"
     """Which flow this is: "network" (refinement off), or the guard's pick "refined", "start" (the
-    network's global affine, refinement gained nothing) or "identity" (nothing gained over no correction:
-    certainty 0)."""
+    network's global affine or the rotation sweep's start, refinement gained nothing) or "identity"
+    (nothing gained over no correction: certainty 0)."""
     features: np.ndarray | None = None
     """`(F, H, W)` float32 certainty features (`model.certainty.FEATURES`) when asked for, else None."""
 

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, replace
 
 import torch
+import torch.nn.functional as F
 
 from .config import RefineConfig
 from .geometry import affine_to_flow, cell_centres, sample
@@ -32,8 +33,6 @@ class SweepResult:
 
     flow: torch.Tensor
     """`(B, 2, H, W)` the chosen start, shift included."""
-    cost: torch.Tensor
-    """`(B,)` its masked SSD at the sweep's level."""
     chosen: tuple[str, ...]
     """Per tile: "network" or "sweep"."""
 
@@ -90,10 +89,13 @@ class ShiftScorer:
 
 
 def sweep_candidates(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor,
-                     sar: torch.Tensor, sar_valid: torch.Tensor, config: RefineConfig) -> torch.Tensor:
+                     sar: torch.Tensor, sar_valid: torch.Tensor, config: RefineConfig,
+                     network: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`(K, B, 2, H, W)` the `config.sweep_keep` best starts per tile of the sweep's rotations and scales, each
     moved by its best shift within `config.sweep_radius_px`, by the centred cosine at level `config.sweep_level`
-    (the SAR is pooled once and resampled at that level for every candidate), best first."""
+    (the SAR is pooled once and resampled at that level for every candidate), best first; and `(B,)` whether
+    the `network` start `(B, 2, H, W)`, scored the same way within `BASIN_PX`, beats them all (all False
+    without one)."""
     batch, _, height, width = optical.shape
     size, factor = (height, width), config.sweep_level
     o, ov = pooled(optical, optical_valid, factor)
@@ -117,6 +119,15 @@ def sweep_candidates(descriptor: Descriptor, optical: torch.Tensor, optical_vali
         value, best = cost.flatten(1).min(dim=1)
         costs.append(value)
         shifts.append(torch.stack([dx[best % (2 * ref.shape[-1])], dy[best // (2 * ref.shape[-1])]], 1).float() * factor)
+    unbeaten = torch.zeros(batch, dtype=torch.bool, device=optical.device)
+    if network is not None:
+        points = centres + F.avg_pool2d(network, factor)
+        moved = sample(s, points, size)
+        moved_valid = sample(sv.unsqueeze(1).float(), points, size)[:, 0] >= FULL_COVERAGE
+        cost, share = scorer(centred(unit(descriptor(moved), floor)), erode(moved_valid, descriptor.radius).float())
+        near = (dy.abs()[:, None] <= BASIN_PX // factor) & (dx.abs()[None, :] <= BASIN_PX // factor)
+        cost = torch.where(near & (share >= MIN_OVERLAP), cost, torch.full_like(cost, float("inf")))
+        unbeaten = cost.flatten(1).amin(dim=1) <= torch.stack(costs).amin(dim=0)
     order = torch.stack(costs).argsort(dim=0)[: config.sweep_keep]  # (K, B)
     shifts = torch.stack(shifts)  # (N, B, 2)
     starts = []
@@ -124,15 +135,17 @@ def sweep_candidates(descriptor: Descriptor, optical: torch.Tensor, optical_vali
         flow = torch.stack([affine_to_flow(similarities[i].unsqueeze(0), size)[0] for i in rank.tolist()])
         shift = shifts[rank, torch.arange(batch, device=optical.device)]
         starts.append(compose(flow, shift.view(batch, 2, 1, 1).expand_as(flow)))
-    return torch.stack(starts)
+    return torch.stack(starts), unbeaten
 
 
 def sweep_start(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor, sar: torch.Tensor,
                 sar_valid: torch.Tensor, network: torch.Tensor, config: RefineConfig) -> SweepResult:
     """Per tile, the best of the network's start `network` `(B, 2, H, W)` and the sweep's best candidates, each
     first fitted as a similarity at the sweep's level (`coarse_fit`), by the guard's full-resolution cost."""
-    candidates = torch.cat([network.unsqueeze(0), sweep_candidates(descriptor, optical, optical_valid, sar,
-                                                                   sar_valid, config)])  # (1 + K, B, 2, H, W)
+    swept, unbeaten = sweep_candidates(descriptor, optical, optical_valid, sar, sar_valid, config, network)
+    if bool(unbeaten.all()):  # the network's start already scores best: nothing to rank
+        return SweepResult(flow=network, chosen=("network",) * len(unbeaten))
+    candidates = torch.cat([network.unsqueeze(0), swept])  # (1 + K, B, 2, H, W)
     count, batch = candidates.shape[:2]
     repeat = lambda t: t.unsqueeze(0).expand(count, *t.shape).flatten(0, 1)  # noqa: E731
     fitted = refine(descriptor, repeat(optical), repeat(optical_valid), repeat(sar), repeat(sar_valid),
@@ -145,8 +158,8 @@ def sweep_start(descriptor: Descriptor, optical: torch.Tensor, optical_valid: to
     # A winner within the refinement's basin of the network's start confirms it: the start is kept as it was
     # (the coarse fit is less precise than the network, and the full refinement follows).
     same_basin = (flow - network).norm(dim=1).flatten(1).mean(dim=1) < BASIN_PX
-    keep = (best == 0) | same_basin
-    return SweepResult(flow=torch.where(keep.view(-1, 1, 1, 1), network, flow), cost=cost[best, index],
+    keep = (best == 0) | same_basin | unbeaten
+    return SweepResult(flow=torch.where(keep.view(-1, 1, 1, 1), network, flow),
                        chosen=tuple("network" if k else "sweep" for k in keep.tolist()))
 
 

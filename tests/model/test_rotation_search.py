@@ -64,7 +64,7 @@ def test_the_sweep_finds_a_large_rotation_the_start_missed(rotated_case):
     (o, ov, s, sv), truth, valid = rotated_case
     descriptor = Descriptor(CONFIG)
     with torch.inference_mode():
-        best = sweep_candidates(descriptor, o, ov, s, sv, CONFIG)[0]
+        best = sweep_candidates(descriptor, o, ov, s, sv, CONFIG)[0][0]
         wrong = affine_to_flow(centred_similarity(torch.tensor([-5.0]), torch.tensor([1.0]), (SIZE, SIZE)).float(),
                                (SIZE, SIZE))
         chosen = sweep_start(descriptor, o, ov, s, sv, wrong, CONFIG)
