@@ -352,7 +352,8 @@ def refine_guarded(descriptor: Descriptor, optical: torch.Tensor, optical_valid:
     refined = result.flow.view(len(starts), *start.shape)
     variance = result.variance.view(len(starts), *start.shape[:1], *result.variance.shape[-2:])
     flows = torch.cat([refined, torch.stack(starts), torch.zeros_like(start).unsqueeze(0)])  # (2S + 1, B, 2, H, W)
-    names = ("refined",) * len(starts) + ("start",) * len(starts) + ("identity",)
+    refined_name, start_name, identity_name = CANDIDATES
+    names = (refined_name,) * len(starts) + (start_name,) * len(starts) + (identity_name,)
     cost, share = flow_costs(descriptor, optical, optical_valid, sar, sar_valid, flows)
     cost = torch.where(share >= config.guard_min_coverage, cost, torch.full_like(cost, float("inf")))
     best = cost.argmin(dim=0)

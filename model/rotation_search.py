@@ -4,8 +4,9 @@ estimate.
 
 The network's global affine is sometimes far off on large rotations (protocol `soma`: +-20 deg), beyond the
 refinement's capture range; a CFOG-style search at every rotation of a grid finds the basin instead. Every
-candidate is scored by the same masked SSD of unit descriptors at its best shift, so the choice between the
-network and the sweep is made by the similarity, never by the truth.
+candidate, the network's start included, is scored by the same centred cosine of the structure channels at its
+best shift (`ShiftScorer`), and the best few are ranked by the guard's cost after a coarse fit, so the choice
+between the network and the sweep is made by the similarity, never by the truth.
 
 Convention (see `geometry`): a candidate is the similarity ``R`` (rotation and scale about the tile centre),
 its flow ``R p - p``; its shift ``t`` is found in the reference frame of that warp, so the start becomes
@@ -110,23 +111,25 @@ def sweep_candidates(descriptor: Descriptor, optical: torch.Tensor, optical_vali
     grid = sweep_grid(config, optical.device)
     similarities = centred_similarity(grid[:, 0], grid[:, 1], size).float()
     costs, shifts = [], []
+
+    def shift_costs(points: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """`(B, 2h, 2w)` the scorer's cost of the SAR sampled at `points` `(B, 2, h, w)`, inf at a shift outside
+        `allowed` or with too little overlap."""
+        moved = sample(s, points, size)
+        moved_valid = sample(sv.unsqueeze(1).float(), points, size)[:, 0] >= FULL_COVERAGE
+        cost, share = scorer(centred(unit(descriptor(moved), floor)), erode(moved_valid, descriptor.radius).float())
+        return torch.where(allowed & (share >= MIN_OVERLAP), cost, torch.full_like(cost, float("inf")))
+
     for similarity in similarities:
         points = centres + affine_to_flow(similarity.unsqueeze(0), size, factor)
-        moved = sample(s, points.expand(batch, -1, -1, -1), size)
-        moved_valid = sample(sv.unsqueeze(1).float(), points.expand(batch, -1, -1, -1), size)[:, 0] >= FULL_COVERAGE
-        cost, share = scorer(centred(unit(descriptor(moved), floor)), erode(moved_valid, descriptor.radius).float())
-        cost = torch.where(within & (share >= MIN_OVERLAP), cost, torch.full_like(cost, float("inf")))
+        cost = shift_costs(points.expand(batch, -1, -1, -1), within)
         value, best = cost.flatten(1).min(dim=1)
         costs.append(value)
         shifts.append(torch.stack([dx[best % (2 * ref.shape[-1])], dy[best // (2 * ref.shape[-1])]], 1).float() * factor)
     unbeaten = torch.zeros(batch, dtype=torch.bool, device=optical.device)
     if network is not None:
-        points = centres + F.avg_pool2d(network, factor)
-        moved = sample(s, points, size)
-        moved_valid = sample(sv.unsqueeze(1).float(), points, size)[:, 0] >= FULL_COVERAGE
-        cost, share = scorer(centred(unit(descriptor(moved), floor)), erode(moved_valid, descriptor.radius).float())
         near = (dy.abs()[:, None] <= BASIN_PX // factor) & (dx.abs()[None, :] <= BASIN_PX // factor)
-        cost = torch.where(near & (share >= MIN_OVERLAP), cost, torch.full_like(cost, float("inf")))
+        cost = shift_costs(centres + F.avg_pool2d(network, factor), near)
         unbeaten = cost.flatten(1).amin(dim=1) <= torch.stack(costs).amin(dim=0)
     order = torch.stack(costs).argsort(dim=0)[: config.sweep_keep]  # (K, B)
     shifts = torch.stack(shifts)  # (N, B, 2)
