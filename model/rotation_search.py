@@ -25,7 +25,7 @@ from .config import RefineConfig
 from .geometry import affine_to_flow, cell_centres, sample
 from .refine import FULL_COVERAGE, compose, flow_costs, norm_floor, pooled, refine, unit
 from .similarity import Descriptor, erode
-from .translation_search import BASIN_PX, MIN_OVERLAP, shift_offsets
+from .translation_search import BASIN_PX, MIN_OVERLAP, shift_at, shift_offsets, shift_window
 
 
 @dataclass
@@ -106,7 +106,7 @@ def sweep_candidates(descriptor: Descriptor, optical: torch.Tensor, optical_vali
     s, sv = pooled(sar * sar_valid.unsqueeze(1), sar_valid, factor)
     dx, dy = shift_offsets(ref.shape[-2:], optical.device)
     reach = config.sweep_radius_px // factor
-    within = (dy.abs()[:, None] <= reach) & (dx.abs()[None, :] <= reach)
+    within = shift_window(dx, dy, reach)
     centres = cell_centres(height, width, factor, optical.device).unsqueeze(0)
     grid = sweep_grid(config, optical.device)
     similarities = centred_similarity(grid[:, 0], grid[:, 1], size).float()
@@ -125,11 +125,10 @@ def sweep_candidates(descriptor: Descriptor, optical: torch.Tensor, optical_vali
         cost = shift_costs(points.expand(batch, -1, -1, -1), within)
         value, best = cost.flatten(1).min(dim=1)
         costs.append(value)
-        shifts.append(torch.stack([dx[best % (2 * ref.shape[-1])], dy[best // (2 * ref.shape[-1])]], 1).float() * factor)
+        shifts.append(shift_at(dx, dy, best).float() * factor)
     unbeaten = torch.zeros(batch, dtype=torch.bool, device=optical.device)
     if network is not None:
-        near = (dy.abs()[:, None] <= BASIN_PX // factor) & (dx.abs()[None, :] <= BASIN_PX // factor)
-        cost = shift_costs(centres + F.avg_pool2d(network, factor), near)
+        cost = shift_costs(centres + F.avg_pool2d(network, factor), shift_window(dx, dy, BASIN_PX // factor))
         unbeaten = cost.flatten(1).amin(dim=1) <= torch.stack(costs).amin(dim=0)
     order = torch.stack(costs).argsort(dim=0)[: config.sweep_keep]  # (K, B)
     shifts = torch.stack(shifts)  # (N, B, 2)

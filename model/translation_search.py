@@ -53,6 +53,16 @@ def shift_offsets(size: tuple[int, int], device: torch.device) -> tuple[torch.Te
     return torch.where(dx >= w, dx - 2 * w, dx), torch.where(dy >= h, dy - 2 * h, dy)
 
 
+def shift_window(dx: torch.Tensor, dy: torch.Tensor, reach: int) -> torch.Tensor:
+    """`(2h, 2w)` whether each of `shift_offsets`' shifts lies within `reach` level cells in x and in y."""
+    return (dy.abs()[:, None] <= reach) & (dx.abs()[None, :] <= reach)
+
+
+def shift_at(dx: torch.Tensor, dy: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`(B, 2)` the (x, y) shifts, in level cells, at flat indices `index` `(B,)` of a `(2h, 2w)` cost map."""
+    return torch.stack([dx[index % len(dx)], dy[index // len(dx)]], dim=1)
+
+
 def search_translation(descriptor: Descriptor, optical: torch.Tensor, optical_valid: torch.Tensor,
                        sar: torch.Tensor, sar_valid: torch.Tensor, start: torch.Tensor,
                        config: RefineConfig) -> torch.Tensor:
@@ -69,10 +79,10 @@ def search_translation(descriptor: Descriptor, optical: torch.Tensor, optical_va
     h, w = inputs.ref.shape[-2:]
     reach = config.search_radius_px // factor
     dx, dy = shift_offsets((h, w), start.device)
-    within = (dy.abs()[:, None] <= reach) & (dx.abs()[None, :] <= reach)
+    within = shift_window(dx, dy, reach)
     cost = torch.where(within & (share >= MIN_OVERLAP), cost, torch.full_like(cost, float("inf")))
     best = cost.flatten(1).argmin(dim=1)
-    shift = torch.stack([dx[best % (2 * w)], dy[best // (2 * w)]], dim=1).to(start.dtype) * factor  # (B, 2) px
+    shift = shift_at(dx, dy, best).to(start.dtype) * factor  # (B, 2) px
     shift = torch.where(shift.abs().amax(dim=1, keepdim=True) > BASIN_PX, shift, torch.zeros_like(shift))
     residual = shift.view(-1, 2, 1, 1).expand_as(start)
     return compose(start, residual)
