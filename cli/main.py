@@ -147,7 +147,8 @@ def train(
 def evaluate(
     data_root: Path = typer.Option(None, help="folder holding s1s2_volkov/ (default: $SOMA_DATA_ROOT)"),
     protocol: str = typer.Option("soma", help="soma (rotation +-20 deg, translation +-50 px) or residual"),
-    raw: bool = typer.Option(False, help="raw pairs taken as aligned, instead of cleaned (residual removed)"),
+    truth: str = typer.Option("offset", help="how the pair's own misalignment enters the truth: field (its smooth "
+                              "residual field removed), offset (its quadrant translation added) or raw (none)"),
     methods: str = typer.Option("soma,identity,phase_correlation,mutual_information,sift_ransac,cfog"),
     checkpoint: Path = typer.Option(None, help="SOMA checkpoint (default: the bundled one)"),
     out: Path = typer.Option(Path("runs/eval"), help="cases, per-case results and the table go here"),
@@ -157,7 +158,7 @@ def evaluate(
     from evaluation.run import evaluate as run
 
     root = _data_root(data_root)
-    run(root, protocol, not raw, methods.split(","), out, checkpoint, limit=limit, echo=typer.echo)
+    run(root, protocol, truth, methods.split(","), out, checkpoint, limit=limit, echo=typer.echo)
     typer.echo(f"tables: {out}")
 
 

@@ -123,7 +123,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.data_root is None:
         parser.error("give --data-root or set SOMA_DATA_ROOT")
-    cases = build_cases(args.data_root, args.protocol, HELD_OUT_TILES, True, seed=0)[: args.limit]
+    cases = build_cases(args.data_root, args.protocol, HELD_OUT_TILES, "offset", seed=0)[: args.limit]
     samples = sample_pixels(Registrar.load(device="cpu"), materialise(cases, args.data_root), args.pixels, seed=0,
                             progress=print)
     print(f"{args.protocol}, {len(cases)} held-out cases ({', '.join(HELD_OUT_TILES)}), {len(samples.epe)} pixels; "

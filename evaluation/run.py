@@ -31,20 +31,21 @@ def _method_key(cases_text: str, limit: int | None, name: str, checkpoint: str |
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def evaluate(data_root: str | Path, protocol: str, cleaned: bool, method_names: list[str],
+def evaluate(data_root: str | Path, protocol: str, cleaning: str, method_names: list[str],
              out_dir: str | Path, checkpoint: str | Path | None = None, seed: int = 0, limit: int | None = None,
              echo: Callable[[str], None] = print) -> list[Summary]:
-    """Run `method_names` on the protocol's held-out cases; write cases, per-case results and a table."""
+    """Run `method_names` on the protocol's held-out cases (truth by `cleaning`, see `cases.CLEANINGS`); write
+    cases, per-case results and a table."""
     out = Path(out_dir)
-    kind = "cleaned" if cleaned else "raw"
+    kind = cleaning
     cases_file = out / f"cases_{protocol}_{kind}.json"
     if cases_file.is_file():
         cases = load_cases(cases_file)
     else:
-        cases = build_cases(data_root, protocol, HELD_OUT_TILES, cleaned, seed)
+        cases = build_cases(data_root, protocol, HELD_OUT_TILES, cleaning, seed)
         save_cases(cases_file, cases)
     cases = cases[:limit] if limit else cases
-    echo(f"{len(cases)} {kind} cases of protocol {protocol!r} ({cases_file})")
+    echo(f"{len(cases)} {kind}-cleaned cases of protocol {protocol!r} ({cases_file})")
     cases_text = cases_file.read_text()
     data = None
     summaries, records = [], []

@@ -114,14 +114,20 @@ def _backward_map(mis: Misregistration, size: tuple[int, int]) -> torch.Tensor:
 
 
 def move_sar(sar: np.ndarray, mis: Misregistration, size: tuple[int, int] | None = None,
-             origin: tuple[int, int] = (0, 0)) -> np.ndarray:
+             origin: tuple[int, int] = (0, 0), own_residual: np.ndarray | None = None) -> np.ndarray:
     """The misregistered SAR tile `(C, h, w)` float32: ``moved(q) = sar(origin + G(q))``.
 
     `sar` may be larger than the tile (`size`, default its own): content from around the tile then
     fills what the transform brings in. NaN where ``origin + G(q)`` leaves `sar` or touches a NaN.
+    `own_residual` `(2, H, W)` on `sar`'s grid, the pair's own misalignment r(p) (``sar(p + r(p))`` shows
+    ``optical(p)``), is removed in the same resampling: ``moved(q) = sar(s + r(s))``, s = origin + G(q); the
+    truth is then the injected warp alone (leave `mis.pair_offset` at zero).
     """
     size = size or sar.shape[-2:]
     g = _backward_map(mis, size) + torch.tensor([float(origin[0]), float(origin[1])]).view(1, 2, 1, 1)
+    if own_residual is not None:
+        r = torch.from_numpy(np.asarray(own_residual, np.float32)).unsqueeze(0)
+        g = g + sample(r, g, sar.shape[-2:], padding="border")
     data = torch.from_numpy(np.asarray(sar, np.float32))
     return sample_nan_aware(data, g, sar.shape[-2:], COVERAGE_TOLERANCE).numpy()
 

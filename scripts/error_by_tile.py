@@ -37,7 +37,7 @@ def main() -> None:
     print("| tile | cases | mean error dx, dy (px) | median RMSE | CMR@1 / @3 | share of pixels < 1 px | "
           "mean certainty | certainty vs error (Spearman) |\n|---|---|---|---|---|---|---|---|")
     for tile in args.tiles:
-        cases = materialise(build_cases(args.data_root, "residual", (tile,), True, SEED)[: args.cases],
+        cases = materialise(build_cases(args.data_root, "residual", (tile,), "offset", SEED)[: args.cases],
                             args.data_root)
         bias, rmse, certainty, epe = [], [], [], []
         for m in cases:

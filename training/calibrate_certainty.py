@@ -37,7 +37,7 @@ def calibrate(data_root: str | Path, checkpoint: Path, cases_per_protocol: int, 
     refinement = RefineConfig()
     net, _ = load_network(checkpoint)  # not Registrar.load: an earlier calibration beside it plays no part
     registrar = Registrar(net, torch.device("cpu"), file_sha256(checkpoint), refinement)
-    cases = [c for p in PROTOCOLS for c in build_cases(data_root, p, TRAIN_TILES, True, SEED)[:cases_per_protocol]]
+    cases = [c for p in PROTOCOLS for c in build_cases(data_root, p, TRAIN_TILES, "offset", SEED)[:cases_per_protocol]]
     samples = sample_pixels(registrar, materialise(cases, data_root), PIXELS_PER_CASE, SEED, echo)
     if samples_path is not None:
         np.savez(samples_path, features=samples.features, epe=samples.epe, case=samples.case,

@@ -12,14 +12,14 @@ from tests.conftest import SAMPLE
 
 @pytest.fixture(scope="module")
 def three_cases():
-    cases = build_cases(SAMPLE, "residual", ("T11SMT",), cleaned=True, seed=0)[:3]
+    cases = build_cases(SAMPLE, "residual", ("T11SMT",), cleaning="offset", seed=0)[:3]
     return cases, materialise(cases, SAMPLE)
 
 
 def test_cases_are_seeded_and_round_trip(tmp_path, three_cases):
     cases, _ = three_cases
-    assert build_cases(SAMPLE, "residual", ("T11SMT",), cleaned=True, seed=0)[:3] == cases
-    assert build_cases(SAMPLE, "residual", ("T11SMT",), cleaned=True, seed=1)[:3] != cases
+    assert build_cases(SAMPLE, "residual", ("T11SMT",), cleaning="offset", seed=0)[:3] == cases
+    assert build_cases(SAMPLE, "residual", ("T11SMT",), cleaning="offset", seed=1)[:3] != cases
     save_cases(tmp_path / "c.json", cases)
     assert load_cases(tmp_path / "c.json") == cases
     again = materialise(load_cases(tmp_path / "c.json"), SAMPLE)
@@ -68,12 +68,12 @@ def test_translation_baselines_recover_a_same_modality_shift(three_cases, method
 
 
 def test_evaluate_writes_cases_results_and_table(tmp_path):
-    summaries = evaluate(SAMPLE, "residual", True, ["identity", "phase_correlation"], tmp_path, limit=2,
+    summaries = evaluate(SAMPLE, "residual", "offset", ["identity", "phase_correlation"], tmp_path, limit=2,
                          echo=lambda _: None)
     assert [s.method for s in summaries] == ["identity", "phase_correlation"]
-    table = (tmp_path / "results_residual_cleaned.md").read_text()
+    table = (tmp_path / "results_residual_offset.md").read_text()
     assert "| identity | 2 |" in table and "CMR@1" in table
-    assert (tmp_path / "cases_residual_cleaned.json").is_file()
+    assert (tmp_path / "cases_residual_offset.json").is_file()
 
 
 def test_residual_protocol_field_stays_within_its_stated_amplitude():
@@ -81,6 +81,6 @@ def test_residual_protocol_field_stays_within_its_stated_amplitude():
     from evaluation.cases import PROTOCOLS
 
     limit = PROTOCOLS["residual"].field_amplitude_px
-    for case in build_cases(SAMPLE, "residual", ("T11SMT",), cleaned=True, seed=0):
+    for case in build_cases(SAMPLE, "residual", ("T11SMT",), cleaning="offset", seed=0):
         magnitude = np.hypot(*case.misregistration().field)
         assert magnitude.max() == pytest.approx(limit, rel=1e-4)
