@@ -17,7 +17,7 @@ from model.synthetic_warp import Misregistration, bounded_field_grid, centred_af
 from model.training import sample_mask
 from training.data import QUADRANT, Quadrant, load_pairs, read_quadrants, select_quadrants
 
-from .pair_residual import PairResidual, dense_field, estimate_pair_residual
+from .pair_residual import PairResidual, estimate_pair_residual
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def materialise(cases: list[Case], data_root: str | Path) -> list[Materialised]:
             raise ValueError(f"{c.case_id}: size {s} exceeds a quadrant")
         optical = pair.optical[:, c.y0 : c.y0 + s, c.x0 : c.x0 + s]
         mis = c.misregistration()
-        own = None if c.own_residual_grid is None else dense_field(np.array(c.own_residual_grid), pair.sar.shape[-2:])
+        own = None if c.own_residual_grid is None else smooth_field(np.array(c.own_residual_grid), pair.sar.shape[-2:])
         sar = move_sar(pair.sar.astype(np.float32), mis, (s, s), (c.x0, c.y0), own)
         flow, defined = true_flow(mis, (s, s))
         valid = defined & sample_mask(np.isfinite(sar[0]), flow)

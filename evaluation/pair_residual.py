@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.refine import cubic_weights
+from model.refine import axis_weights, diffusion
+from model.synthetic_warp import smooth_field
 
 from .baselines import _grey, _sar, _ssd_match, cfog_descriptor
 
@@ -59,7 +60,7 @@ class PairResidual:
 
     def field(self) -> np.ndarray:
         """`(2, H, W)` float32 dense residual r(p)."""
-        return dense_field(self.grid, self.size)
+        return smooth_field(self.grid, self.size)
 
     def explained(self, x0: int, y0: int, size: int) -> tuple[int, float]:
         """Matched windows centred in a crop, and the median distance of their offsets from the field there."""
@@ -68,20 +69,13 @@ class PairResidual:
         return int(inside.sum()), float(np.median(self.residuals[inside])) if inside.any() else float("inf")
 
 
-def dense_field(grid: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`(2, H, W)` float32 field of a bicubic control `grid` `(2, gy, gx)` spanning `size` corner to corner."""
-    wy = _weights_at(np.arange(size[0]), size[0], grid.shape[1])
-    wx = _weights_at(np.arange(size[1]), size[1], grid.shape[2])
-    return np.stack([wy @ g @ wx.T for g in np.asarray(grid, np.float64)]).astype(np.float32)
-
-
 def match_windows(optical: np.ndarray, sar: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """CFOG offsets `(n, 2)` (dx, dy) at window centres `(n, 2)` (x, y) of a pair, edge hits and flat windows
     dropped."""
     o, _ = _grey(optical)
     s, _ = _sar(sar)
     do, ds = cfog_descriptor(o), cfog_descriptor(s)
-    energy = np.hypot(np.gradient(o)[0], np.gradient(o)[1])
+    energy = np.hypot(*np.gradient(o))
     height, width = o.shape
     half, margin = WINDOW_PX // 2, SEARCH_PX
     starts = lambda n: range(margin, n - WINDOW_PX - margin + 1, STEP_PX)  # noqa: E731
@@ -101,18 +95,6 @@ def match_windows(optical: np.ndarray, sar: np.ndarray) -> tuple[np.ndarray, np.
     return np.array(centres, dtype=np.float64).reshape(-1, 2), np.array(offsets, dtype=np.float64).reshape(-1, 2)
 
 
-def _diffusion(gy: int, gx: int) -> np.ndarray:
-    """`(g, g)` sum of squared neighbour differences of a `gy x gx` grid, as a quadratic form."""
-    index = np.arange(gy * gx).reshape(gy, gx)
-    reg = np.zeros((gy * gx, gy * gx))
-    for a, b in ((index[1:, :], index[:-1, :]), (index[:, 1:], index[:, :-1])):
-        for i, j in zip(a.ravel(), b.ravel()):
-            reg[[i, j], [i, j]] += 1.0
-            reg[i, j] -= 1.0
-            reg[j, i] -= 1.0
-    return reg
-
-
 def estimate_pair_residual(optical: np.ndarray, sar: np.ndarray) -> PairResidual:
     """The pair's smooth residual field, fitted robustly to its CFOG window offsets."""
     size = (int(optical.shape[-2]), int(optical.shape[-1]))
@@ -121,10 +103,10 @@ def estimate_pair_residual(optical: np.ndarray, sar: np.ndarray) -> PairResidual
     if len(centres) < 4:
         grid = np.zeros((2, gy, gx))
         return PairResidual(grid, size, centres, offsets, np.full(len(centres), np.inf))
-    phi_y = _weights_at(centres[:, 1], size[0], gy)
-    phi_x = _weights_at(centres[:, 0], size[1], gx)
+    phi_y = axis_weights(torch.from_numpy(centres[:, 1]), size[0], gy).numpy()
+    phi_x = axis_weights(torch.from_numpy(centres[:, 0]), size[1], gx).numpy()
     phi = (phi_y[:, :, None] * phi_x[:, None, :]).reshape(len(centres), -1)
-    reg = SMOOTHNESS * _diffusion(gy, gx) + 1e-6 * np.eye(gy * gx)
+    reg = SMOOTHNESS * diffusion((gy, gx)).double().numpy() + 1e-6 * np.eye(gy * gx)
     weight = np.ones(len(centres))
     for _ in range(IRLS_ITERATIONS):
         normal = phi.T @ (phi * weight[:, None]) + reg
@@ -134,8 +116,3 @@ def estimate_pair_residual(optical: np.ndarray, sar: np.ndarray) -> PairResidual
     grid = params.T.reshape(2, gy, gx)
     return PairResidual(grid, size, centres, offsets, residuals)
 
-
-def _weights_at(coords: np.ndarray, length: int, points: int) -> np.ndarray:
-    """`(n, g)` bicubic weights at pixel coordinates `coords` of an axis of `length` px."""
-    scaled = torch.from_numpy(coords.astype(np.float64)) * (points - 1) / (length - 1)
-    return cubic_weights(scaled, points).numpy()

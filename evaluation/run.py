@@ -37,20 +37,19 @@ def evaluate(data_root: str | Path, protocol: str, cleaning: str, method_names: 
     """Run `method_names` on the protocol's held-out cases (truth by `cleaning`, see `cases.CLEANINGS`); write
     cases, per-case results and a table."""
     out = Path(out_dir)
-    kind = cleaning
-    cases_file = out / f"cases_{protocol}_{kind}.json"
+    cases_file = out / f"cases_{protocol}_{cleaning}.json"
     if cases_file.is_file():
         cases = load_cases(cases_file)
     else:
         cases = build_cases(data_root, protocol, HELD_OUT_TILES, cleaning, seed)
         save_cases(cases_file, cases)
     cases = cases[:limit] if limit else cases
-    echo(f"{len(cases)} {kind}-cleaned cases of protocol {protocol!r} ({cases_file})")
+    echo(f"{len(cases)} {cleaning}-cleaned cases of protocol {protocol!r} ({cases_file})")
     cases_text = cases_file.read_text()
     data = None
     summaries, records = [], []
     for name in method_names:
-        cache = out / "per_method" / f"{protocol}_{kind}_{name}.json"
+        cache = out / "per_method" / f"{protocol}_{cleaning}_{name}.json"
         key = _method_key(cases_text, limit, name, checkpoint)
         if cache.is_file() and json.loads(cache.read_text())["key"] == key:
             results = [CaseResult(**r) for r in json.loads(cache.read_text())["results"]]
@@ -66,7 +65,7 @@ def evaluate(data_root: str | Path, protocol: str, cleaning: str, method_names: 
         s = summaries[-1]
         echo(f"{name:<20} CMR@1/3/5 {s.cmr[1]:.0%}/{s.cmr[3]:.0%}/{s.cmr[5]:.0%}  median {s.median_rmse:.2f} px  "
              f"failures {s.failures}  {s.seconds_per_case:.2f} s/case ({source})")
-    (out / f"results_{protocol}_{kind}.json").write_text(
+    (out / f"results_{protocol}_{cleaning}.json").write_text(
         json.dumps({"summaries": [asdict(s) for s in summaries], "cases": records}, indent=1, default=str))
-    (out / f"results_{protocol}_{kind}.md").write_text(markdown_table(summaries))
+    (out / f"results_{protocol}_{cleaning}.md").write_text(markdown_table(summaries))
     return summaries

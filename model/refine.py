@@ -71,6 +71,26 @@ def cubic_weights(coords: torch.Tensor, points: int) -> torch.Tensor:
     return out
 
 
+def axis_weights(coords: torch.Tensor, length: int, points: int) -> torch.Tensor:
+    """`(n, g)` bicubic weights of `points` control points spanning an axis of `length` px corner to corner, at
+    pixel coordinates `coords` `(n,)`."""
+    return cubic_weights(coords * (points - 1) / (length - 1), points)
+
+
+def diffusion(grid: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
+    """`(g, g)` quadratic form of the sum of squared neighbour differences over a `(gy, gx)` control grid."""
+    gy, gx = grid
+    index = torch.arange(gy * gx).view(gy, gx)
+    form = torch.zeros(gy * gx, gy * gx, device=device)
+    for a, b in ((index[1:, :], index[:-1, :]), (index[:, 1:], index[:, :-1])):
+        for i, j in zip(a.flatten().tolist(), b.flatten().tolist()):
+            form[i, i] += 1.0
+            form[j, j] += 1.0
+            form[i, j] -= 1.0
+            form[j, i] -= 1.0
+    return form
+
+
 def control_points(size: tuple[int, int], spacing: int) -> tuple[int, int]:
     """Control-grid shape `(gy, gx)` for a tile of `size` at about `spacing` px (at least 2 x 2)."""
     return tuple(max(2, math.ceil((n - 1) / spacing) + 1) for n in size)  # type: ignore[return-value]
@@ -89,8 +109,8 @@ def basis(full_size: tuple[int, int], stride: int, grid: tuple[int, int] | None,
     if grid is None:
         return phi
     gy, gx = grid
-    wy = cubic_weights(centres[1, :, 0] * (gy - 1) / (height - 1), gy)
-    wx = cubic_weights(centres[0, 0, :] * (gx - 1) / (width - 1), gx)
+    wy = axis_weights(centres[1, :, 0], height, gy)
+    wx = axis_weights(centres[0, 0, :], width, gx)
     field = (wy[:, None, :, None] * wx[None, :, None, :]).flatten(0, 1).flatten(1)
     return torch.cat([phi, field], dim=1)
 
@@ -102,16 +122,9 @@ def regulariser(grid: tuple[int, int] | None, config: RefineConfig, device: torc
     reg = torch.zeros(n, n, device=device)
     reg[1, 1] = reg[2, 2] = config.linear_ridge
     if grid:
-        gy, gx = grid
-        index = torch.arange(gy * gx, device=device).view(gy, gx) + AFFINE_BASIS
-        for a, b in ((index[1:, :], index[:-1, :]), (index[:, 1:], index[:, :-1])):
-            for i, j in zip(a.flatten().tolist(), b.flatten().tolist()):
-                reg[i, i] += config.field_smoothness
-                reg[j, j] += config.field_smoothness
-                reg[i, j] -= config.field_smoothness
-                reg[j, i] -= config.field_smoothness
-        field = index.flatten()
-        reg[field, field] += config.field_ridge
+        field = slice(AFFINE_BASIS, n)
+        reg[field, field] += config.field_smoothness * diffusion(grid, device)
+        reg[field, field] += config.field_ridge * torch.eye(n - AFFINE_BASIS, device=device)
     return reg
 
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from evaluation.cases import build_cases, load_cases, materialise, save_cases
-from evaluation.pair_residual import dense_field, estimate_pair_residual
+from evaluation.pair_residual import estimate_pair_residual
 from model.geometry import warp
+from model.synthetic_warp import smooth_field
 from tests.conftest import SAMPLE
 
 INJECTED_PEAK_PX = 2.0
@@ -19,7 +20,7 @@ def test_an_injected_smooth_residual_is_recovered(volkov_pair):
     optical, sar = volkov_pair
     before = estimate_pair_residual(optical, sar)
     grid = np.random.default_rng(5).uniform(-1, 1, size=(2, 3, 3))
-    injected = dense_field(grid, sar.shape[-2:])
+    injected = smooth_field(grid, sar.shape[-2:])
     injected *= INJECTED_PEAK_PX / np.hypot(*injected).max()
     # moved(q) = sar(q + f(q)): the content moves by -f, so the pair's residual becomes r - f
     moved = warp(torch.from_numpy(sar.astype(np.float32))[None], torch.from_numpy(injected)[None])[0].numpy()
